@@ -1,0 +1,3 @@
+from echonats.cli import main
+
+raise SystemExit(main())

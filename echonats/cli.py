@@ -1,0 +1,139 @@
+"""The ``echonats`` command line: run, gateway, worker, migrate, token, stack, config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from echonats.errors import ConfigError, EchonatsError
+from echonats.settings import Settings, load_settings, variables
+
+EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="echonats", description="Real-time chat backend over NATS JetStream."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="gateway(s) + worker; starts a private stack for services without a URL")
+    run.add_argument("--gateways", type=int, default=1, help="gateway processes (ports PORT, PORT+1, ...)")
+
+    sub.add_parser("gateway", help="serve the REST API and WebSocket (needs the three service URLs)")
+    sub.add_parser("worker", help="run the stream consumers (needs the three service URLs)")
+    sub.add_parser("migrate", help="apply pending SQL migrations to ECHONATS_DATABASE_URL")
+
+    token = sub.add_parser("token", help="mint a development JWT (HS256, ECHONATS_JWT_SECRET)")
+    token.add_argument("--tenant", help="tenant id (claim ECHONATS_JWT_TENANT_CLAIM)")
+    token.add_argument("--user", required=True, help="user id (the `sub` claim)")
+    token.add_argument("--name", help="display name (the `name` claim)")
+    token.add_argument("--role", action="append", default=[], help="role, repeatable (e.g. platform-admin)")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+
+    stack = sub.add_parser("stack", help="local services only")
+    stack.add_argument("action", choices=["up"], help="start them, print their URLs, stop on Ctrl-C")
+
+    config = sub.add_parser("config", help="list configuration variables")
+    config.add_argument("--markdown", action="store_true", help="as the README table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(os.environ)
+        return _dispatch(args, settings)
+    except ConfigError as exc:
+        print(f"echonats: invalid configuration: {exc.message}", file=sys.stderr)
+        return EXIT_CONFIG
+    except EchonatsError as exc:
+        print(f"echonats: {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from echonats.logs import configure_logging
+
+    command: str = args.command
+    if command == "config":
+        print(_config_table(markdown=args.markdown))
+        return 0
+    if command == "token":
+        return _token(args, settings)
+    configure_logging(settings.log)
+    if command == "migrate":
+        from echonats.adapters.migrations import apply_migrations
+
+        _, database_url, _ = settings.require_service_urls()
+        applied = asyncio.run(apply_migrations(database_url))
+        print(f"applied migrations: {applied or 'none pending'}")
+        return 0
+    if command == "gateway":
+        from echonats.gateway.server import serve_gateway
+
+        return serve_gateway(settings)
+    if command == "worker":
+        from echonats.workers.main import run_worker
+
+        return run_worker(settings)
+    if command == "stack":
+        return _stack_up()
+    if command == "run":
+        from echonats.supervisor import run_all
+
+        if args.gateways < 1:
+            raise ConfigError("--gateways: must be at least 1")
+        return run_all(settings, gateways=args.gateways)
+    raise AssertionError(command)
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from echonats.adapters.jwt_auth import mint_dev_token
+
+    if not settings.auth.jwt_secret:
+        print(
+            "echonats: ECHONATS_JWT_SECRET unset; signing with the local-development secret", file=sys.stderr
+        )
+    print(
+        mint_dev_token(
+            settings.auth,
+            tenant_id=args.tenant,
+            user_id=args.user,
+            name=args.name,
+            roles=args.role,
+            ttl_s=args.ttl,
+        )
+    )
+    return 0
+
+
+def _stack_up() -> int:
+    from echonats.stack import LocalStack
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with LocalStack() as urls:
+        for key, value in urls.as_env().items():
+            print(f"export {key}={value}")
+        print(f"# NATS monitoring: {urls.nats_monitor_url}   (Ctrl-C stops everything)", flush=True)
+        stop.wait()
+    return 0
+
+
+def _config_table(*, markdown: bool) -> str:
+    rows = variables()
+    if not markdown:
+        return "\n".join(f"{v.name:34} {v.type_name:16} default={v.default!s:20} {v.help}" for v in rows)
+    lines = ["| Variable | Type | Default | Meaning |", "|---|---|---|---|"]
+    for v in rows:
+        default = "—" if v.default is None else f"`{v.default}`"
+        lines.append(f"| `{v.name}` | {v.type_name} | {default} | {v.help} |")
+    return "\n".join(lines)

