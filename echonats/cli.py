@@ -63,7 +63,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
     command: str = args.command
     if command == "config":
-        print(_config_table(markdown=args.markdown))
+        print(config_table(markdown=args.markdown))
         return 0
     if command == "token":
         return _token(args, settings)
@@ -128,7 +128,7 @@ def _stack_up() -> int:
     return 0
 
 
-def _config_table(*, markdown: bool) -> str:
+def config_table(*, markdown: bool) -> str:
     rows = variables()
     if not markdown:
         return "\n".join(f"{v.name:34} {v.type_name:16} default={v.default!s:20} {v.help}" for v in rows)

@@ -9,11 +9,11 @@ import asyncio
 import logging
 
 import asyncpg
+import nats
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NatsClient
 from redis.exceptions import RedisError
 
-import nats
 from echonats.errors import Unavailable
 from echonats.settings import Settings
 

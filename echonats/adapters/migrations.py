@@ -15,10 +15,14 @@ from pathlib import Path
 
 import asyncpg
 
-from echonats.errors import ConfigError, Unavailable
+from echonats.errors import ConfigError, EchonatsError, Unavailable
 
 _FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x6563686F6E617473 & 0x7FFFFFFFFFFFFFFF  # "echonats"
+
+
+class MigrationFailed(EchonatsError):
+    code = "migration_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +86,12 @@ async def apply_migrations(database_url: str, migrations: list[Migration] | None
                             "applied; add a new migration instead of editing an applied one"
                         )
                     continue
-                await conn.execute(migration.sql)
+                try:
+                    await conn.execute(migration.sql)
+                except asyncpg.PostgresError as exc:
+                    raise MigrationFailed(
+                        f"migration {migration.version:04d}_{migration.name}.sql failed: {exc}"
+                    ) from exc
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                     migration.version,
