@@ -1,8 +1,26 @@
-"""Ports: the small interfaces the core and the edges depend on; adapters implement them."""
+"""Ports: the small interfaces the use cases depend on. Adapters implement them; tests fake them."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
+
+from echonats.model import (
+    Channel,
+    ChannelMember,
+    DomainEvent,
+    Member,
+    Message,
+    NewMessage,
+    Principal,
+    Role,
+    Tenant,
+    User,
+)
 
 
 class DependencyProbe(Protocol):
@@ -13,3 +31,121 @@ class DependencyProbe(Protocol):
     async def check(self) -> None:
         """Return when the dependency answers; raise ``Unavailable`` otherwise."""
         ...
+
+
+class TokenVerifier(Protocol):
+    async def verify(self, token: str) -> Principal:
+        """Return the caller; raise ``Unauthenticated`` for any token that is not valid."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TenantLimits:
+    max_channels: int | None = None
+    max_messages_per_second: int | None = None
+
+
+class TenantRepo(Protocol):
+    async def add(self, tenant: Tenant) -> None: ...
+    async def get(self, tenant_id: uuid.UUID) -> Tenant | None: ...
+    async def list(self, *, limit: int, after: uuid.UUID | None) -> list[Tenant]: ...
+    async def update_limits(self, tenant_id: uuid.UUID, limits: TenantLimits) -> Tenant | None: ...
+
+
+class UserRepo(Protocol):
+    async def upsert(self, user: User) -> None:
+        """Insert, or refresh the display name/email of an existing identity."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipState:
+    member: Member | None
+    removed: bool
+
+
+class MemberRepo(Protocol):
+    async def state(self, tenant_id: uuid.UUID, user_id: str) -> MembershipState: ...
+    async def add(self, tenant_id: uuid.UUID, user_id: str, role: Role) -> Member:
+        """Add (or reinstate) a member; raises Conflict if already an active member."""
+        ...
+    async def list(self, tenant_id: uuid.UUID, *, limit: int, after: str | None) -> list[Member]: ...
+    async def set_role(self, tenant_id: uuid.UUID, user_id: str, role: Role) -> Member | None: ...
+    async def count_owners(self, tenant_id: uuid.UUID) -> int: ...
+    async def remove(self, tenant_id: uuid.UUID, user_id: str, *, ban: bool) -> bool: ...
+
+
+class ChannelRepo(Protocol):
+    async def add(self, channel: Channel) -> None: ...
+    async def count(self, tenant_id: uuid.UUID) -> int: ...
+    async def get(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> Channel | None: ...
+    async def list_visible(self, tenant_id: uuid.UUID, user_id: str) -> list[Channel]: ...
+    async def update(self, channel: Channel) -> None: ...
+    async def delete(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> bool: ...
+    async def member_role(self, channel_id: uuid.UUID, user_id: str) -> Role | None: ...
+    async def add_member(self, tenant_id: uuid.UUID, channel_id: uuid.UUID, user_id: str, role: Role) -> bool:
+        """Return False if the user was a member already."""
+        ...
+    async def remove_member(self, channel_id: uuid.UUID, user_id: str) -> bool: ...
+    async def members(self, channel_id: uuid.UUID) -> list[ChannelMember]: ...
+    async def remove_user_everywhere(self, tenant_id: uuid.UUID, user_id: str) -> None: ...
+
+
+class MessageRepo(Protocol):
+    async def page(
+        self, channel_id: uuid.UUID, *, before: int | None, after: int | None, limit: int
+    ) -> list[Message]:
+        """Persisted messages strictly between the cursors, newest first (oldest first with ``after``)."""
+        ...
+
+
+class Outbox(Protocol):
+    async def add(self, event: DomainEvent) -> None: ...
+
+
+class Transaction(Protocol):
+    tenants: TenantRepo
+    users: UserRepo
+    members: MemberRepo
+    channels: ChannelRepo
+    messages: MessageRepo
+    outbox: Outbox
+
+
+class Store(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """Commit on normal exit, roll back on exception."""
+        ...
+
+    def read(self) -> AbstractAsyncContextManager[Transaction]:
+        """Read-only access (no transaction needed for single statements)."""
+        ...
+
+
+class EventPublisher(Protocol):
+    async def publish(self, events: Sequence[DomainEvent]) -> None:
+        """Publish committed events (dedupe on event id) and forget their outbox rows."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    message_id: int
+    duplicate: bool
+
+
+class MessageLog(Protocol):
+    """The durable message log (JetStream): append, and read what may not be persisted yet."""
+
+    async def append(self, message: NewMessage) -> Appended: ...
+    async def get(self, message_id: int) -> Message | None: ...
+    async def unpersisted(
+        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, after: int | None, limit: int
+    ) -> list[Message]:
+        """Messages of a channel above the persist worker's ack floor (and above ``after``), oldest first."""
+        ...
+    async def forget_channel(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None: ...

@@ -1,0 +1,198 @@
+"""Domain model: plain immutable values and the rules that need no I/O.
+
+Ids: tenants and channels are UUIDs; users are the issuer's ``sub`` (any string up to 255
+characters); messages are JetStream stream sequences (positive integers, increasing in each
+channel's delivery order).
+"""
+
+from __future__ import annotations
+
+import enum
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from echonats.errors import ValidationFailed
+
+MAX_BODY_CHARS = 4000
+MAX_CHANNEL_NAME_CHARS = 80
+MAX_TOPIC_CHARS = 250
+MAX_TENANT_NAME_CHARS = 100
+MAX_DISPLAY_NAME_CHARS = 100
+MAX_USER_ID_CHARS = 255
+MAX_NONCE_CHARS = 64
+PLATFORM_ADMIN_ROLE = "platform-admin"
+
+
+class Role(enum.StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+    @property
+    def can_administer(self) -> bool:
+        return self in (Role.OWNER, Role.ADMIN)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, as established by the token (or the static admin token)."""
+
+    user_id: str
+    tenant_id: uuid.UUID | None
+    display_name: str
+    email: str | None = None
+    roles: frozenset[str] = frozenset()
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return PLATFORM_ADMIN_ROLE in self.roles
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: uuid.UUID
+    name: str
+    max_channels: int
+    max_messages_per_second: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    display_name: str
+    email: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A user's membership of a tenant."""
+
+    tenant_id: uuid.UUID
+    user_id: str
+    display_name: str
+    email: str | None
+    role: Role
+    joined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: str
+    topic: str
+    is_private: bool
+    created_by: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelMember:
+    channel_id: uuid.UUID
+    user_id: str
+    display_name: str
+    role: Role
+    joined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message about to be appended to the log (it has no id yet)."""
+
+    tenant_id: uuid.UUID
+    channel_id: uuid.UUID
+    sender_id: str
+    sender_display_name: str
+    body: str
+    nonce: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    tenant_id: uuid.UUID
+    channel_id: uuid.UUID
+    sender_id: str
+    sender_display_name: str
+    body: str
+    nonce: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    items: list[Message]  # newest first
+    next_cursor: int | None
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DomainEvent:
+    """Something that happened to a tenant, published after it is committed."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    type: str  # e.g. "channel.created"; the subject is echo.<tenantId>.events.<type>
+    occurred_at: datetime
+    data: dict[str, object] = field(default_factory=dict)
+
+
+# -- validation rules ------------------------------------------------------------------------------
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\n\t" for ch in text)
+
+
+def clean_text(value: str, *, field_name: str, max_chars: int, min_chars: int = 1, multiline: bool = False) -> str:
+    text = value.strip()
+    if not min_chars <= len(text) <= max_chars:
+        raise ValidationFailed(
+            f"{field_name} must be {min_chars}..{max_chars} characters after trimming (got {len(text)})",
+            details={"field": field_name},
+        )
+    if (not multiline and ("\n" in text or "\t" in text)) or _has_control_chars(text):
+        raise ValidationFailed(f"{field_name} contains control characters", details={"field": field_name})
+    return text
+
+
+def message_body(value: str) -> str:
+    return clean_text(value, field_name="body", max_chars=MAX_BODY_CHARS, multiline=True)
+
+
+def channel_name(value: str) -> str:
+    return clean_text(value, field_name="name", max_chars=MAX_CHANNEL_NAME_CHARS)
+
+
+def channel_topic(value: str) -> str:
+    return clean_text(value, field_name="topic", max_chars=MAX_TOPIC_CHARS, min_chars=0)
+
+
+def tenant_name(value: str) -> str:
+    return clean_text(value, field_name="name", max_chars=MAX_TENANT_NAME_CHARS)
+
+
+def display_name(value: str, field_name: str = "displayName") -> str:
+    return clean_text(value, field_name=field_name, max_chars=MAX_DISPLAY_NAME_CHARS)
+
+
+def nonce(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return clean_text(value, field_name="nonce", max_chars=MAX_NONCE_CHARS)
+
+
+def email(value: str, field_name: str = "email") -> str:
+    text = value.strip()
+    local, _, domain = text.partition("@")
+    if not local or "." not in domain or len(text) > 320 or any(ch.isspace() for ch in text):
+        raise ValidationFailed(f"{field_name} is not an email address", details={"field": field_name})
+    return text
+
+
+def user_id(value: str) -> str:
+    return clean_text(value, field_name="userId", max_chars=MAX_USER_ID_CHARS)
