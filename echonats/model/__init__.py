@@ -148,7 +148,9 @@ def _has_control_chars(text: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\n\t" for ch in text)
 
 
-def clean_text(value: str, *, field_name: str, max_chars: int, min_chars: int = 1, multiline: bool = False) -> str:
+def clean_text(
+    value: str, *, field_name: str, max_chars: int, min_chars: int = 1, multiline: bool = False
+) -> str:
     text = value.strip()
     if not min_chars <= len(text) <= max_chars:
         raise ValidationFailed(

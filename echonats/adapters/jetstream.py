@@ -1,0 +1,233 @@
+"""JetStream adapters: stream provisioning, the message log, and domain event publication.
+
+The messages stream captures ``echo.<t>.ch.<c>.msg`` and republishes every stored message on
+``echo.<t>.ch.<c>.live`` with ``Nats-Sequence`` (the message id) and ``Nats-Last-Sequence`` (the
+previous id in the same channel), so live subscribers get ids, store order, and gap detection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+import asyncpg
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import NotFoundError
+
+from echonats.adapters import subjects
+from echonats.adapters.records import MessageRecord, encode_event, message_decoder, message_encoder
+from echonats.core.ports import Appended
+from echonats.errors import Unavailable
+from echonats.model import DomainEvent, Message, NewMessage
+
+log = logging.getLogger(__name__)
+
+# Nonce dedupe window: a client retrying a send with the same nonce within it gets the original.
+DUPLICATE_WINDOW = timedelta(minutes=10)
+MESSAGES_MAX_AGE = timedelta(days=7)
+EVENTS_MAX_AGE = timedelta(days=30)
+PUBLISH_TIMEOUT_S = 5.0
+_BATCH_GET = 500
+
+NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
+
+
+def messages_stream_config(replicas: int, first_seq: int | None = None) -> js_api.StreamConfig:
+    return js_api.StreamConfig(
+        name=subjects.MESSAGES_STREAM,
+        description="echonats chat messages; the sequence is the message id",
+        subjects=[subjects.MESSAGE_SUBJECTS],
+        retention=js_api.RetentionPolicy.LIMITS,
+        storage=js_api.StorageType.FILE,
+        max_age=MESSAGES_MAX_AGE.total_seconds(),
+        duplicate_window=DUPLICATE_WINDOW.total_seconds(),
+        num_replicas=replicas,
+        allow_direct=True,
+        first_seq=first_seq,
+        republish=js_api.RePublish(
+            src=subjects.MESSAGE_SUBJECTS,
+            dest=f"{subjects.ROOT}.{{{{wildcard(1)}}}}.ch.{{{{wildcard(2)}}}}.live",
+        ),
+    )
+
+
+def events_stream_config(replicas: int) -> js_api.StreamConfig:
+    return js_api.StreamConfig(
+        name=subjects.EVENTS_STREAM,
+        description="echonats domain events per tenant",
+        subjects=[subjects.EVENT_SUBJECTS],
+        retention=js_api.RetentionPolicy.LIMITS,
+        storage=js_api.StorageType.FILE,
+        max_age=EVENTS_MAX_AGE.total_seconds(),
+        duplicate_window=DUPLICATE_WINDOW.total_seconds(),
+        num_replicas=replicas,
+        allow_direct=True,
+    )
+
+
+def dead_letter_stream_config(replicas: int) -> js_api.StreamConfig:
+    return js_api.StreamConfig(
+        name=subjects.DEAD_LETTER_STREAM,
+        description="echonats messages the persist worker could not store, with the reason in headers",
+        subjects=[f"{subjects.DEAD_LETTER_PREFIX}.>"],
+        retention=js_api.RetentionPolicy.LIMITS,
+        storage=js_api.StorageType.FILE,
+        max_age=EVENTS_MAX_AGE.total_seconds(),
+        num_replicas=replicas,
+    )
+
+
+async def ensure_streams(js: JetStreamContext, *, replicas: int, next_message_id: int) -> None:
+    """Create or update both streams. A messages stream created anew starts at ``next_message_id``
+    (one above the highest persisted id) so message ids never repeat, even after losing the stream.
+    Also the events stream and the dead-letter stream."""
+    try:
+        try:
+            await js.stream_info(subjects.MESSAGES_STREAM)
+            await js.update_stream(messages_stream_config(replicas))
+        except NotFoundError:
+            await js.add_stream(messages_stream_config(replicas, first_seq=max(1, next_message_id)))
+            log.info("created stream %s starting at %d", subjects.MESSAGES_STREAM, next_message_id)
+        for config in (events_stream_config(replicas), dead_letter_stream_config(replicas)):
+            try:
+                await js.stream_info(config.name or "")
+                await js.update_stream(config)
+            except NotFoundError:
+                await js.add_stream(config)
+    except NATS_ERRORS as exc:
+        raise Unavailable(f"JetStream: cannot provision streams: {exc!r}") from exc
+
+
+async def next_message_id(pool: asyncpg.Pool[asyncpg.Record]) -> int:
+    return int(await pool.fetchval("SELECT coalesce(max(id), 0) + 1 FROM messages"))
+
+
+class JetStreamMessageLog:
+    def __init__(self, nc: NatsClient) -> None:
+        self._nc = nc
+        self._js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+
+    async def append(self, message: NewMessage) -> Appended:
+        headers = None
+        if message.nonce is not None:
+            headers = {"Nats-Msg-Id": f"{message.channel_id}:{message.sender_id}:{message.nonce}"}
+        try:
+            ack = await self._js.publish(
+                subjects.message_subject(message.tenant_id, message.channel_id),
+                message_encoder.encode(MessageRecord.of(message)),
+                timeout=PUBLISH_TIMEOUT_S,
+                stream=subjects.MESSAGES_STREAM,
+                headers=headers,
+            )
+        except NATS_ERRORS as exc:
+            raise Unavailable(f"message not stored: JetStream did not acknowledge ({exc!r})") from exc
+        return Appended(message_id=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def get(self, message_id: int) -> Message | None:
+        try:
+            raw = await self._js.get_msg(subjects.MESSAGES_STREAM, seq=message_id, direct=True)
+        except NotFoundError:
+            return None
+        except NATS_ERRORS as exc:
+            raise Unavailable(f"JetStream: {exc!r}") from exc
+        if raw.data is None:
+            return None
+        return message_decoder.decode(raw.data).to_message(message_id)
+
+    async def persisted_floor(self) -> int:
+        """Every message id at or below this is in PostgreSQL (the persist consumer's ack floor)."""
+        try:
+            info = await self._js.consumer_info(subjects.MESSAGES_STREAM, subjects.PERSIST_CONSUMER)
+        except NotFoundError:
+            return 0
+        except NATS_ERRORS as exc:
+            raise Unavailable(f"JetStream: {exc!r}") from exc
+        return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+
+    async def unpersisted(
+        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, after: int | None, limit: int
+    ) -> list[Message]:
+        floor = await self.persisted_floor()
+        start = max(floor, after or 0) + 1
+        subject = subjects.message_subject(tenant_id, channel_id)
+        found: list[Message] = []
+        while len(found) < limit:
+            batch, more = await self._direct_batch(subject, start, min(_BATCH_GET, limit - len(found)))
+            found.extend(batch)
+            if not more or not batch:
+                break
+            start = batch[-1].id + 1
+        return found
+
+    async def _direct_batch(self, subject: str, start: int, count: int) -> tuple[list[Message], bool]:
+        """One batched direct get (nats-server >= 2.11): messages of ``subject`` from ``start`` on."""
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox, max_msgs=count + 1)
+        out: list[Message] = []
+        more = False
+        try:
+            request = {"seq": start, "next_by_subj": subject, "batch": count}
+            await self._nc.publish(
+                f"$JS.API.DIRECT.GET.{subjects.MESSAGES_STREAM}", json.dumps(request).encode(), reply=inbox
+            )
+            while True:
+                reply = await sub.next_msg(timeout=PUBLISH_TIMEOUT_S)
+                headers = reply.headers or {}
+                status = headers.get("Status")
+                if status is not None:  # 204 end of batch, 404 nothing (more) to read
+                    break
+                sequence = int(headers["Nats-Sequence"])
+                out.append(message_decoder.decode(reply.data).to_message(sequence))
+                more = int(headers.get("Nats-Num-Pending", "0")) > 0
+        except (msgspec.DecodeError, KeyError, ValueError) as exc:
+            raise Unavailable(f"JetStream: undecodable message in {subject}: {exc}") from exc
+        except NATS_ERRORS as exc:
+            raise Unavailable(f"JetStream: {exc!r}") from exc
+        finally:
+            await sub.unsubscribe()
+        return out, more
+
+    async def forget_channel(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None:
+        try:
+            await self._js.purge_stream(
+                subjects.MESSAGES_STREAM, subject=subjects.message_subject(tenant_id, channel_id)
+            )
+        except NATS_ERRORS as exc:
+            log.warning("could not purge messages of deleted channel %s: %r", channel_id, exc)
+
+
+class JetStreamEventPublisher:
+    """Publishes committed events (JetStream dedupes on the event id), then drops their outbox rows."""
+
+    def __init__(self, nc: NatsClient, pool: asyncpg.Pool[asyncpg.Record]) -> None:
+        self._js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+        self._pool = pool
+
+    async def publish(self, events: Sequence[DomainEvent]) -> None:
+        published: list[uuid.UUID] = []
+        try:
+            for event in events:
+                await self._js.publish(
+                    subjects.event_subject(event.tenant_id, event.type),
+                    encode_event(event),
+                    timeout=PUBLISH_TIMEOUT_S,
+                    stream=subjects.EVENTS_STREAM,
+                    headers={"Nats-Msg-Id": str(event.id)},
+                )
+                published.append(event.id)
+        except NATS_ERRORS as exc:
+            raise Unavailable(f"events not published yet: {exc!r}") from exc
+        finally:
+            if published:
+                try:
+                    await self._pool.execute("DELETE FROM event_outbox WHERE id = ANY($1::uuid[])", published)
+                except (OSError, asyncpg.PostgresError) as exc:
+                    # Harmless: the relay republishes them and JetStream drops the duplicates.
+                    log.warning("outbox rows not deleted: %r", exc)

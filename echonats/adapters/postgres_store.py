@@ -1,0 +1,371 @@
+"""PostgreSQL implementation of the Store port (asyncpg). Driver errors become domain errors here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from echonats.adapters.records import encode_event
+from echonats.core.ports import MembershipState, TenantLimits
+from echonats.errors import Conflict, Unavailable
+from echonats.model import Channel, ChannelMember, DomainEvent, Member, Message, Role, Tenant, User
+
+Conn = asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
+Row = asyncpg.Record
+
+
+def _tenant(row: Row) -> Tenant:
+    return Tenant(
+        row["id"], row["name"], row["max_channels"], row["max_messages_per_second"], row["created_at"]
+    )
+
+
+def _member(row: Row) -> Member:
+    return Member(
+        row["tenant_id"],
+        row["user_id"],
+        row["display_name"],
+        row["email"],
+        Role(row["role"]),
+        row["joined_at"],
+    )
+
+
+def _channel(row: Row) -> Channel:
+    return Channel(
+        row["id"],
+        row["tenant_id"],
+        row["name"],
+        row["topic"],
+        row["is_private"],
+        row["created_by"],
+        row["created_at"],
+    )
+
+
+def _message(row: Row) -> Message:
+    return Message(
+        row["id"],
+        row["tenant_id"],
+        row["channel_id"],
+        row["sender_id"],
+        row["sender_display_name"] or row["sender_id"],
+        row["body"],
+        row["nonce"],
+        row["created_at"],
+    )
+
+
+_TENANT = "SELECT * FROM tenants WHERE id = $1"
+_TENANT_FOR_UPDATE = _TENANT + " FOR UPDATE"
+
+
+class _Tenants:
+    def __init__(self, conn: Conn) -> None:
+        self._c = conn
+
+    async def add(self, tenant: Tenant) -> None:
+        await self._c.execute(
+            "INSERT INTO tenants (id, name, max_channels, max_messages_per_second, created_at) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            tenant.id,
+            tenant.name,
+            tenant.max_channels,
+            tenant.max_messages_per_second,
+            tenant.created_at,
+        )
+
+    async def get(self, tenant_id: uuid.UUID, *, for_update: bool = False) -> Tenant | None:
+        query = _TENANT_FOR_UPDATE if for_update else _TENANT
+        row = await self._c.fetchrow(query, tenant_id)
+        return _tenant(row) if row else None
+
+    async def list(self, *, limit: int, after: uuid.UUID | None) -> list[Tenant]:
+        rows = await self._c.fetch(
+            "SELECT * FROM tenants WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2", after, limit
+        )
+        return [_tenant(r) for r in rows]
+
+    async def update_limits(self, tenant_id: uuid.UUID, limits: TenantLimits) -> Tenant | None:
+        row = await self._c.fetchrow(
+            "UPDATE tenants SET max_channels = coalesce($2, max_channels), "
+            "max_messages_per_second = coalesce($3, max_messages_per_second), updated_at = now() "
+            "WHERE id = $1 RETURNING *",
+            tenant_id,
+            limits.max_channels,
+            limits.max_messages_per_second,
+        )
+        return _tenant(row) if row else None
+
+
+class _Users:
+    def __init__(self, conn: Conn) -> None:
+        self._c = conn
+
+    async def upsert(self, user: User) -> None:
+        await self._c.execute(
+            "INSERT INTO users (id, display_name, email) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE "
+            "SET display_name = EXCLUDED.display_name, email = coalesce(EXCLUDED.email, users.email)",
+            user.id,
+            user.display_name,
+            user.email,
+        )
+
+
+_MEMBER_SELECT = (
+    "SELECT m.tenant_id, m.user_id, u.display_name, u.email, m.role, m.joined_at, m.removed_at "
+    "FROM tenant_members m JOIN users u ON u.id = m.user_id "
+)
+
+
+class _Members:
+    def __init__(self, conn: Conn) -> None:
+        self._c = conn
+
+    async def state(self, tenant_id: uuid.UUID, user_id: str) -> MembershipState:
+        row = await self._c.fetchrow(
+            _MEMBER_SELECT + "WHERE m.tenant_id = $1 AND m.user_id = $2", tenant_id, user_id
+        )
+        if row is None:
+            return MembershipState(None, removed=False)
+        if row["removed_at"] is not None:
+            return MembershipState(None, removed=True)
+        return MembershipState(_member(row), removed=False)
+
+    async def add(self, tenant_id: uuid.UUID, user_id: str, role: Role) -> Member:
+        row = await self._c.fetchrow(
+            "INSERT INTO tenant_members (tenant_id, user_id, role) VALUES ($1, $2, $3) "
+            "ON CONFLICT (tenant_id, user_id) DO UPDATE SET removed_at = NULL, role = EXCLUDED.role, "
+            "joined_at = now() WHERE tenant_members.removed_at IS NOT NULL RETURNING tenant_id",
+            tenant_id,
+            user_id,
+            role.value,
+        )
+        if row is None:
+            raise Conflict("already a member of this workspace")
+        state = await self.state(tenant_id, user_id)
+        assert state.member is not None
+        return state.member
+
+    async def list(self, tenant_id: uuid.UUID, *, limit: int, after: str | None) -> list[Member]:
+        rows = await self._c.fetch(
+            _MEMBER_SELECT + "WHERE m.tenant_id = $1 AND m.removed_at IS NULL AND ($2::text IS NULL "
+            "OR m.user_id > $2) ORDER BY m.user_id LIMIT $3",
+            tenant_id,
+            after,
+            limit,
+        )
+        return [_member(r) for r in rows]
+
+    async def set_role(self, tenant_id: uuid.UUID, user_id: str, role: Role) -> Member | None:
+        await self._c.execute(
+            "UPDATE tenant_members SET role = $3 "
+            "WHERE tenant_id = $1 AND user_id = $2 AND removed_at IS NULL",
+            tenant_id,
+            user_id,
+            role.value,
+        )
+        return (await self.state(tenant_id, user_id)).member
+
+    async def count_owners(self, tenant_id: uuid.UUID) -> int:
+        rows = await self._c.fetch(
+            "SELECT user_id FROM tenant_members WHERE tenant_id = $1 AND role = 'owner' "
+            "AND removed_at IS NULL FOR UPDATE",
+            tenant_id,
+        )
+        return len(rows)
+
+    async def remove(self, tenant_id: uuid.UUID, user_id: str, *, ban: bool) -> bool:
+        if ban:
+            status = await self._c.execute(
+                "UPDATE tenant_members SET removed_at = now() WHERE tenant_id = $1 AND user_id = $2 "
+                "AND removed_at IS NULL",
+                tenant_id,
+                user_id,
+            )
+        else:
+            status = await self._c.execute(
+                "DELETE FROM tenant_members WHERE tenant_id = $1 AND user_id = $2 AND removed_at IS NULL",
+                tenant_id,
+                user_id,
+            )
+        return not status.endswith(" 0")
+
+
+class _Channels:
+    def __init__(self, conn: Conn) -> None:
+        self._c = conn
+
+    async def add(self, channel: Channel) -> None:
+        try:
+            await self._c.execute(
+                "INSERT INTO channels (id, tenant_id, name, topic, is_private, created_by, created_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                channel.id,
+                channel.tenant_id,
+                channel.name,
+                channel.topic,
+                channel.is_private,
+                channel.created_by,
+                channel.created_at,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(f"a channel named {channel.name!r} already exists") from exc
+
+    async def count(self, tenant_id: uuid.UUID) -> int:
+        return int(await self._c.fetchval("SELECT count(*) FROM channels WHERE tenant_id = $1", tenant_id))
+
+    async def get(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> Channel | None:
+        row = await self._c.fetchrow(
+            "SELECT * FROM channels WHERE tenant_id = $1 AND id = $2", tenant_id, channel_id
+        )
+        return _channel(row) if row else None
+
+    async def list_visible(self, tenant_id: uuid.UUID, user_id: str) -> list[Channel]:
+        rows = await self._c.fetch(
+            "SELECT c.* FROM channels c WHERE c.tenant_id = $1 AND (NOT c.is_private OR EXISTS ("
+            "SELECT 1 FROM channel_members cm WHERE cm.channel_id = c.id AND cm.user_id = $2)) "
+            "ORDER BY lower(c.name)",
+            tenant_id,
+            user_id,
+        )
+        return [_channel(r) for r in rows]
+
+    async def update(self, channel: Channel) -> None:
+        try:
+            await self._c.execute(
+                "UPDATE channels SET name = $3, topic = $4, updated_at = now() "
+                "WHERE tenant_id = $1 AND id = $2",
+                channel.tenant_id,
+                channel.id,
+                channel.name,
+                channel.topic,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(f"a channel named {channel.name!r} already exists") from exc
+
+    async def delete(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> bool:
+        # messages has no foreign key (see docs/decisions.md D5): delete its rows explicitly.
+        await self._c.execute(
+            "DELETE FROM messages WHERE tenant_id = $1 AND channel_id = $2", tenant_id, channel_id
+        )
+        status = await self._c.execute(
+            "DELETE FROM channels WHERE tenant_id = $1 AND id = $2", tenant_id, channel_id
+        )
+        return not status.endswith(" 0")
+
+    async def member_role(self, channel_id: uuid.UUID, user_id: str) -> Role | None:
+        role = await self._c.fetchval(
+            "SELECT role FROM channel_members WHERE channel_id = $1 AND user_id = $2", channel_id, user_id
+        )
+        return Role(role) if role else None
+
+    async def add_member(self, tenant_id: uuid.UUID, channel_id: uuid.UUID, user_id: str, role: Role) -> bool:
+        status = await self._c.execute(
+            "INSERT INTO channel_members (channel_id, user_id, tenant_id, role) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT DO NOTHING",
+            channel_id,
+            user_id,
+            tenant_id,
+            role.value,
+        )
+        return not status.endswith(" 0")
+
+    async def remove_member(self, channel_id: uuid.UUID, user_id: str) -> bool:
+        status = await self._c.execute(
+            "DELETE FROM channel_members WHERE channel_id = $1 AND user_id = $2", channel_id, user_id
+        )
+        return not status.endswith(" 0")
+
+    async def members(self, channel_id: uuid.UUID) -> list[ChannelMember]:
+        rows = await self._c.fetch(
+            "SELECT cm.channel_id, cm.user_id, u.display_name, cm.role, cm.joined_at FROM channel_members cm "
+            "JOIN users u ON u.id = cm.user_id WHERE cm.channel_id = $1 ORDER BY cm.joined_at, cm.user_id",
+            channel_id,
+        )
+        return [
+            ChannelMember(r["channel_id"], r["user_id"], r["display_name"], Role(r["role"]), r["joined_at"])
+            for r in rows
+        ]
+
+    async def remove_user_everywhere(self, tenant_id: uuid.UUID, user_id: str) -> None:
+        await self._c.execute(
+            "DELETE FROM channel_members WHERE tenant_id = $1 AND user_id = $2", tenant_id, user_id
+        )
+
+
+_PAGE = (
+    "SELECT m.*, u.display_name AS sender_display_name FROM messages m "
+    "LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE m.channel_id = $1 AND ($2::bigint IS NULL OR m.id < $2) AND ($3::bigint IS NULL OR m.id > $3) "
+)
+_PAGE_FORWARD = _PAGE + "ORDER BY m.id ASC LIMIT $4"
+_PAGE_BACKWARD = _PAGE + "ORDER BY m.id DESC LIMIT $4"
+
+
+class _Messages:
+    def __init__(self, conn: Conn) -> None:
+        self._c = conn
+
+    async def page(
+        self, channel_id: uuid.UUID, *, before: int | None, after: int | None, limit: int
+    ) -> list[Message]:
+        forward = after is not None and before is None
+        rows = await self._c.fetch(
+            _PAGE_FORWARD if forward else _PAGE_BACKWARD,
+            channel_id,
+            before,
+            after,
+            limit,
+        )
+        return [_message(r) for r in rows]
+
+
+class _Outbox:
+    def __init__(self, conn: Conn) -> None:
+        self._c = conn
+
+    async def add(self, event: DomainEvent) -> None:
+        await self._c.execute(
+            "INSERT INTO event_outbox (id, tenant_id, type, payload) VALUES ($1, $2, $3, $4)",
+            event.id,
+            event.tenant_id,
+            event.type,
+            encode_event(event),
+        )
+
+
+class PgTransaction:
+    def __init__(self, conn: Conn) -> None:
+        self.tenants = _Tenants(conn)
+        self.users = _Users(conn)
+        self.members = _Members(conn)
+        self.channels = _Channels(conn)
+        self.messages = _Messages(conn)
+        self.outbox = _Outbox(conn)
+
+
+class PostgresStore:
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
+        self._pool = pool
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PgTransaction]:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield PgTransaction(conn)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise Conflict(f"conflicting change: {exc.__class__.__name__}") from exc
+        except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+            raise Unavailable(f"PostgreSQL: {exc}") from exc
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[PgTransaction]:
+        try:
+            async with self._pool.acquire() as conn:
+                yield PgTransaction(conn)
+        except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+            raise Unavailable(f"PostgreSQL: {exc}") from exc

@@ -1,0 +1,71 @@
+"""Payloads stored in JetStream. Tolerant on decode: fields added later get defaults, unknown
+fields are ignored, so old and new processes can share a stream during a rolling upgrade."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import msgspec
+
+from echonats.model import DomainEvent, Message, NewMessage
+
+
+class MessageRecord(msgspec.Struct, rename="camel", omit_defaults=True):
+    tenant_id: uuid.UUID
+    channel_id: uuid.UUID
+    sender_id: str
+    body: str
+    created_at: datetime
+    sender_display_name: str = ""
+    nonce: str | None = None
+
+    @classmethod
+    def of(cls, message: NewMessage) -> MessageRecord:
+        return cls(
+            tenant_id=message.tenant_id,
+            channel_id=message.channel_id,
+            sender_id=message.sender_id,
+            body=message.body,
+            created_at=message.created_at,
+            sender_display_name=message.sender_display_name,
+            nonce=message.nonce,
+        )
+
+    def to_message(self, message_id: int) -> Message:
+        return Message(
+            id=message_id,
+            tenant_id=self.tenant_id,
+            channel_id=self.channel_id,
+            sender_id=self.sender_id,
+            sender_display_name=self.sender_display_name or self.sender_id,
+            body=self.body,
+            nonce=self.nonce,
+            created_at=self.created_at,
+        )
+
+
+class EventRecord(msgspec.Struct, rename="camel"):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    type: str
+    occurred_at: datetime
+    data: dict[str, object] = {}
+
+
+message_encoder = msgspec.json.Encoder()
+message_decoder = msgspec.json.Decoder(MessageRecord)
+event_decoder = msgspec.json.Decoder(EventRecord)
+
+
+def encode_event(event: DomainEvent) -> bytes:
+    """The event as stored in the outbox and published on its subject: byte-identical both ways."""
+    return message_encoder.encode(
+        EventRecord(
+            id=event.id,
+            tenant_id=event.tenant_id,
+            type=event.type,
+            occurred_at=event.occurred_at,
+            data=event.data,
+        )
+    )

@@ -1,0 +1,66 @@
+"""Who may read and post in a channel, cached briefly for the message hot path.
+
+Sending must not cost a database round trip per message, so an allowed (channel, user) pair is
+remembered for a few seconds. Changes made through this process evict entries at once; changes
+made elsewhere are evicted by domain events (see the gateway's event listener) or expire.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from echonats.core.base import Caller
+from echonats.core.ports import Store
+from echonats.errors import NotFound
+from echonats.model import Channel
+
+DEFAULT_TTL_S = 5.0
+DEFAULT_MAX_ENTRIES = 100_000
+
+
+class ChannelAccess:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ttl_s: float = DEFAULT_TTL_S,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._monotonic = monotonic
+        self._allowed: dict[tuple[uuid.UUID, str], tuple[Channel, float]] = {}
+
+    async def readable(self, caller: Caller, channel_id: uuid.UUID) -> Channel:
+        """The channel, if the caller may read and post in it; NotFound otherwise."""
+        key = (channel_id, caller.user_id)
+        hit = self._allowed.get(key)
+        now = self._monotonic()
+        if hit is not None and hit[1] > now and hit[0].tenant_id == caller.tenant_id:
+            return hit[0]
+        async with self._store.read() as tx:
+            channel = await tx.channels.get(caller.tenant_id, channel_id)
+            if channel is None or (
+                channel.is_private and await tx.channels.member_role(channel_id, caller.user_id) is None
+            ):
+                self._allowed.pop(key, None)
+                raise NotFound("channel not found")
+        if len(self._allowed) >= self._max_entries:
+            self._allowed.pop(next(iter(self._allowed)))  # oldest insertion first
+        self._allowed[key] = (channel, now + self._ttl_s)
+        return channel
+
+    def forget_channel(self, channel_id: uuid.UUID) -> None:
+        for key in [k for k in self._allowed if k[0] == channel_id]:
+            del self._allowed[key]
+
+    def forget_member(self, channel_id: uuid.UUID, user_id: str) -> None:
+        self._allowed.pop((channel_id, user_id), None)
+
+    def forget_user(self, user_id: str) -> None:
+        for key in [k for k in self._allowed if k[1] == user_id]:
+            del self._allowed[key]

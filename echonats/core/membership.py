@@ -1,0 +1,222 @@
+"""Tenants and their members: platform administration, provisioning, roles, join and leave."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from echonats import model
+from echonats.core import events as ev
+from echonats.core.base import Caller, EventSink
+from echonats.core.ports import Clock, Store, TenantLimits, Transaction
+from echonats.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from echonats.model import Member, Principal, Role, Tenant, User
+
+DEFAULT_MAX_CHANNELS = 500
+DEFAULT_MAX_MESSAGES_PER_SECOND = 100
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedTenant:
+    tenant: Tenant
+    admin: Member
+
+
+def _require_platform_admin(principal: Principal) -> None:
+    if not principal.is_platform_admin:
+        raise Forbidden("platform administrator credentials required")
+
+
+class MembershipService:
+    def __init__(self, store: Store, sink: EventSink, clock: Clock) -> None:
+        self._store = store
+        self._sink = sink
+        self._clock = clock
+
+    # -- platform administration --------------------------------------------------------------------
+    async def create_tenant(
+        self, principal: Principal, *, name: str, admin_email: str, admin_display_name: str
+    ) -> CreatedTenant:
+        _require_platform_admin(principal)
+        now = self._clock.now()
+        tenant = Tenant(
+            id=uuid.uuid4(),
+            name=model.tenant_name(name),
+            max_channels=DEFAULT_MAX_CHANNELS,
+            max_messages_per_second=DEFAULT_MAX_MESSAGES_PER_SECOND,
+            created_at=now,
+        )
+        admin = User(
+            id=str(uuid.uuid4()),
+            display_name=model.display_name(admin_display_name, "adminDisplayName"),
+            email=model.email(admin_email, "adminEmail"),
+        )
+        async with self._sink.transaction() as (tx, pending):
+            await tx.tenants.add(tenant)
+            await tx.users.upsert(admin)
+            member = await tx.members.add(tenant.id, admin.id, Role.OWNER)
+            pending.append(ev.event(tenant.id, ev.MEMBER_JOINED, now, **ev.member_data(member)))
+        return CreatedTenant(tenant, member)
+
+    async def list_tenants(
+        self, principal: Principal, *, limit: int, after: uuid.UUID | None
+    ) -> list[Tenant]:
+        _require_platform_admin(principal)
+        async with self._store.read() as tx:
+            return await tx.tenants.list(limit=limit, after=after)
+
+    async def get_tenant(self, principal: Principal, tenant_id: uuid.UUID) -> Tenant:
+        _require_platform_admin(principal)
+        async with self._store.read() as tx:
+            tenant = await tx.tenants.get(tenant_id)
+        if tenant is None:
+            raise NotFound("tenant not found")
+        return tenant
+
+    async def update_limits(self, principal: Principal, tenant_id: uuid.UUID, limits: TenantLimits) -> Tenant:
+        _require_platform_admin(principal)
+        for field, value in (
+            ("maxChannels", limits.max_channels),
+            ("maxMessagesPerSecond", limits.max_messages_per_second),
+        ):
+            if value is not None and not (0 if field == "maxChannels" else 1) <= value <= 1_000_000:
+                raise ValidationFailed(f"{field} out of range", details={"field": field})
+        async with self._sink.transaction() as (tx, pending):
+            tenant = await tx.tenants.update_limits(tenant_id, limits)
+            if tenant is None:
+                raise NotFound("tenant not found")
+            pending.append(
+                ev.event(
+                    tenant_id,
+                    ev.TENANT_LIMITS_UPDATED,
+                    self._clock.now(),
+                    maxChannels=tenant.max_channels,
+                    maxMessagesPerSecond=tenant.max_messages_per_second,
+                )
+            )
+        return tenant
+
+    async def create_user(
+        self, principal: Principal, tenant_id: uuid.UUID, *, email: str, display_name: str
+    ) -> Member:
+        _require_platform_admin(principal)
+        user = User(
+            id=str(uuid.uuid4()), display_name=model.display_name(display_name), email=model.email(email)
+        )
+        async with self._sink.transaction() as (tx, pending):
+            if await tx.tenants.get(tenant_id) is None:
+                raise NotFound("tenant not found")
+            await tx.users.upsert(user)
+            member = await tx.members.add(tenant_id, user.id, Role.MEMBER)
+            pending.append(ev.event(tenant_id, ev.MEMBER_JOINED, self._clock.now(), **ev.member_data(member)))
+        return member
+
+    # -- callers ------------------------------------------------------------------------------------
+    async def resolve(self, principal: Principal) -> Caller:
+        """The caller's active membership; first-time users valid for the tenant are provisioned."""
+        tenant_id = principal.tenant_id
+        if tenant_id is None:
+            raise Forbidden("the token carries no tenant")
+        async with self._store.read() as tx:
+            state = await tx.members.state(tenant_id, principal.user_id)
+        if state.member is not None:
+            return Caller(principal, state.member)
+        if state.removed:
+            raise Forbidden("you were removed from this workspace")
+        return Caller(principal, await self._provision(principal, tenant_id))
+
+    async def _provision(self, principal: Principal, tenant_id: uuid.UUID) -> Member:
+        user = User(
+            id=model.user_id(principal.user_id),
+            display_name=model.display_name(principal.display_name[: model.MAX_DISPLAY_NAME_CHARS] or "user"),
+            email=principal.email,
+        )
+        try:
+            async with self._sink.transaction() as (tx, pending):
+                if await tx.tenants.get(tenant_id) is None:
+                    raise Forbidden("the token's tenant does not exist")
+                await tx.users.upsert(user)
+                member = await tx.members.add(tenant_id, user.id, Role.MEMBER)
+                pending.append(
+                    ev.event(tenant_id, ev.MEMBER_JOINED, self._clock.now(), **ev.member_data(member))
+                )
+        except Conflict:
+            # A concurrent first call provisioned the same user; use what it created.
+            async with self._store.read() as tx:
+                state = await tx.members.state(tenant_id, user.id)
+            if state.member is None:
+                raise
+            return state.member
+        return member
+
+    async def list_members(self, caller: Caller, *, limit: int, after: str | None) -> list[Member]:
+        async with self._store.read() as tx:
+            return await tx.members.list(caller.tenant_id, limit=limit, after=after)
+
+    async def change_role(self, caller: Caller, user_id: str, role: Role) -> Member:
+        caller.require_admin("change roles")
+        async with self._sink.transaction() as (tx, pending):
+            target = (await tx.members.state(caller.tenant_id, user_id)).member
+            if target is None:
+                raise NotFound("member not found")
+            if Role.OWNER in (role, target.role) and caller.role is not Role.OWNER:
+                raise Forbidden("only owners may grant or revoke the owner role")
+            if target.role is Role.OWNER and role is not Role.OWNER:
+                await self._keep_an_owner(tx, caller.tenant_id)
+            updated = await tx.members.set_role(caller.tenant_id, user_id, role)
+            assert updated is not None
+            pending.append(
+                ev.event(
+                    caller.tenant_id, ev.MEMBER_ROLE_CHANGED, self._clock.now(), **ev.member_data(updated)
+                )
+            )
+        return updated
+
+    async def remove_member(self, caller: Caller, user_id: str) -> None:
+        caller.require_admin("remove members")
+        if user_id == caller.user_id:
+            raise Conflict("use leave to leave the workspace yourself")
+        await self._remove(caller, user_id, ban=True, reason="removed")
+
+    async def leave(self, caller: Caller) -> None:
+        await self._remove(caller, caller.user_id, ban=False, reason="left")
+
+    async def _remove(self, caller: Caller, user_id: str, *, ban: bool, reason: str) -> None:
+        async with self._sink.transaction() as (tx, pending):
+            target = (await tx.members.state(caller.tenant_id, user_id)).member
+            if target is None:
+                raise NotFound("member not found")
+            if target.role is Role.OWNER:
+                if ban and caller.role is not Role.OWNER:
+                    raise Forbidden("only owners may remove an owner")
+                await self._keep_an_owner(tx, caller.tenant_id)
+            await tx.channels.remove_user_everywhere(caller.tenant_id, user_id)
+            await tx.members.remove(caller.tenant_id, user_id, ban=ban)
+            pending.append(
+                ev.event(
+                    caller.tenant_id,
+                    ev.MEMBER_LEFT,
+                    self._clock.now(),
+                    userId=user_id,
+                    displayName=target.display_name,
+                    reason=reason,
+                )
+            )
+
+    async def reinstate(self, caller: Caller, user_id: str) -> Member:
+        caller.require_admin("reinstate members")
+        async with self._sink.transaction() as (tx, pending):
+            state = await tx.members.state(caller.tenant_id, user_id)
+            if not state.removed:
+                raise NotFound("no removed member with this id")
+            member = await tx.members.add(caller.tenant_id, user_id, Role.MEMBER)
+            pending.append(
+                ev.event(caller.tenant_id, ev.MEMBER_JOINED, self._clock.now(), **ev.member_data(member))
+            )
+        return member
+
+    @staticmethod
+    async def _keep_an_owner(tx: Transaction, tenant_id: uuid.UUID) -> None:
+        # count_owners locks the owners' rows, so two concurrent demotions cannot both pass.
+        if await tx.members.count_owners(tenant_id) <= 1:
+            raise Conflict("a workspace must keep at least one owner")

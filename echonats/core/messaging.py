@@ -1,0 +1,104 @@
+"""Sending messages and reading history.
+
+A message is acknowledged once the durable log (JetStream) has it; its id is the log's sequence.
+PostgreSQL catches up through the persist worker, so history merges the persisted rows with the
+log's not-yet-persisted tail: a sender always reads its own acknowledged writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from echonats import model
+from echonats.core.access import ChannelAccess
+from echonats.core.base import Caller
+from echonats.core.ports import Clock, MessageLog, Store
+from echonats.errors import Unavailable, ValidationFailed
+from echonats.model import HistoryPage, Message, NewMessage
+
+MIN_PAGE = 1
+MAX_PAGE = 100
+DEFAULT_PAGE = 50
+# Upper bound on the unpersisted tail read per history call (the persist worker normally lags
+# by well under a second; this only matters while it is down for a long time).
+MAX_UNPERSISTED_SCAN = 10_000
+
+
+class MessagingService:
+    def __init__(self, store: Store, log: MessageLog, access: ChannelAccess, clock: Clock) -> None:
+        self._store = store
+        self._log = log
+        self._access = access
+        self._clock = clock
+
+    async def send(self, caller: Caller, channel_id: uuid.UUID, *, body: str, nonce: str | None) -> Message:
+        text = model.message_body(body)
+        client_nonce = model.nonce(nonce)
+        await self._access.readable(caller, channel_id)
+        new = NewMessage(
+            tenant_id=caller.tenant_id,
+            channel_id=channel_id,
+            sender_id=caller.user_id,
+            sender_display_name=caller.member.display_name,
+            body=text,
+            nonce=client_nonce,
+            created_at=self._clock.now(),
+        )
+        appended = await self._log.append(new)
+        if appended.duplicate:
+            # Same nonce within the dedupe window: answer with the original message.
+            original = await self._log.get(appended.message_id)
+            if original is None:
+                raise Unavailable("duplicate message no longer in the log")
+            return original
+        return Message(
+            id=appended.message_id,
+            tenant_id=new.tenant_id,
+            channel_id=new.channel_id,
+            sender_id=new.sender_id,
+            sender_display_name=new.sender_display_name,
+            body=new.body,
+            nonce=new.nonce,
+            created_at=new.created_at,
+        )
+
+    async def history(
+        self,
+        caller: Caller,
+        channel_id: uuid.UUID,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = DEFAULT_PAGE,
+    ) -> HistoryPage:
+        """Newest first. ``before`` pages back in time; ``after`` alone pages forward from a message.
+
+        nextCursor continues in the same direction: pass it as ``before`` (or ``after``) again.
+        """
+        if not MIN_PAGE <= limit <= MAX_PAGE:
+            raise ValidationFailed(f"limit must be {MIN_PAGE}..{MAX_PAGE}", details={"field": "limit"})
+        for name, value in (("before", before), ("after", after)):
+            if value is not None and value < 0:
+                raise ValidationFailed(f"{name} must be a message id", details={"field": name})
+        await self._access.readable(caller, channel_id)
+        forward = after is not None and before is None
+        # Read the log's tail first: everything at or below its persisted floor is already in
+        # PostgreSQL when we query it next, so the union has no gap.
+        tail = await self._log.unpersisted(
+            caller.tenant_id, channel_id, after=after, limit=MAX_UNPERSISTED_SCAN
+        )
+        async with self._store.read() as tx:
+            rows = await tx.messages.page(channel_id, before=before, after=after, limit=limit + 1)
+        merged = {m.id: m for m in rows}
+        for message in tail:
+            if before is None or message.id < before:
+                merged.setdefault(message.id, message)
+        ordered = sorted(merged.values(), key=lambda m: m.id, reverse=not forward)
+        page = ordered[:limit]
+        has_more = len(ordered) > limit
+        if forward:
+            page.reverse()  # the window right after `after`, presented newest first
+            cursor = page[0].id if page else after
+        else:
+            cursor = page[-1].id if page else None
+        return HistoryPage(items=page, next_cursor=cursor if has_more or forward else None, has_more=has_more)

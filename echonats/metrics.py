@@ -1,0 +1,29 @@
+"""Prometheus metrics, defined once per process (prometheus-client's default registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+messages_sent = Counter("echonats_messages_sent_total", "Messages acknowledged by JetStream", ["transport"])
+send_ack_seconds = Histogram(
+    "echonats_send_ack_seconds", "Send to JetStream acknowledgement", buckets=LATENCY_BUCKETS
+)
+persisted = Counter("echonats_persisted_messages_total", "Message rows written to PostgreSQL")
+persist_batches = Histogram(
+    "echonats_persist_batch_size", "Messages per persist batch", buckets=(1, 5, 10, 50, 100, 250, 500, 1000)
+)
+persist_lag_seconds = Histogram(
+    "echonats_persist_lag_seconds", "Message creation to PostgreSQL commit", buckets=LATENCY_BUCKETS
+)
+dead_lettered = Counter(
+    "echonats_dead_lettered_total", "Messages moved to the dead-letter subject", ["reason"]
+)
+outbox_relayed = Counter("echonats_outbox_relayed_total", "Domain events republished by the outbox relay")
+http_request_seconds = Histogram(
+    "echonats_http_request_duration_seconds",
+    "HTTP request duration",
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+)
