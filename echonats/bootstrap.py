@@ -20,7 +20,16 @@ from echonats.adapters.connections import (
     create_pg_pool,
     create_redis,
 )
+from echonats.adapters.jetstream import (
+    JetStreamEventPublisher,
+    JetStreamMessageLog,
+    ensure_streams,
+    next_message_id,
+)
+from echonats.adapters.jwt_auth import JwtVerifier
+from echonats.adapters.postgres_store import PostgresStore
 from echonats.core.ports import DependencyProbe
+from echonats.core.services import Services
 from echonats.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,7 +38,7 @@ log = logging.getLogger(__name__)
 @dataclass(slots=True)
 class Resources:
     nats: NatsClient
-    pg: asyncpg.Pool
+    pg: asyncpg.Pool[asyncpg.Record]
     redis: aioredis.Redis
 
     def probes(self, timeout_s: float) -> list[DependencyProbe]:
@@ -62,15 +71,38 @@ async def _close_nats(nc: NatsClient) -> None:
         await nc.close()
 
 
+async def prepare_streams(settings: Settings, resources: Resources) -> None:
+    """Idempotent: every process may call it at start (streams and their first sequence)."""
+    await ensure_streams(
+        resources.nats.jetstream(),
+        replicas=settings.nats.stream_replicas,
+        next_message_id=await next_message_id(resources.pg),
+    )
+
+
+def build_services(resources: Resources) -> Services:
+    return Services.build(
+        store=PostgresStore(resources.pg),
+        log=JetStreamMessageLog(resources.nats),
+        publisher=JetStreamEventPublisher(resources.nats, resources.pg),
+    )
+
+
 def create_gateway_app(settings: Settings) -> Litestar:
     from echonats.gateway.app import build_app
+
+    verifier = JwtVerifier(settings.auth)  # validates the auth settings before anything connects
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_resources(settings, name="echonats-gateway") as resources:
+            await prepare_streams(settings, resources)
             app.state.resources = resources
+            app.state.services = build_services(resources)
+            app.state.verifier = verifier
+            app.state.admin_token = settings.auth.admin_token
             app.state.probes = resources.probes(settings.gateway.ready_timeout_s)
             app.state.ready_timeout_s = settings.gateway.ready_timeout_s
             yield
 
-    return build_app(settings, lifespan=[lifespan])
+    return build_app(lifespan=[lifespan])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING, TypeAlias
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,7 +14,10 @@ from echonats.core.ports import MembershipState, TenantLimits
 from echonats.errors import Conflict, Unavailable
 from echonats.model import Channel, ChannelMember, DomainEvent, Member, Message, Role, Tenant, User
 
-Conn = asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
+if TYPE_CHECKING:
+    Conn: TypeAlias = asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
+else:
+    Conn = asyncpg.Connection  # asyncpg's classes are not subscriptable at run time
 Row = asyncpg.Record
 
 

@@ -13,7 +13,7 @@ DEAD_LETTER_STREAM = "ECHO_DEAD_LETTERS"
 PERSIST_CONSUMER = "persist"
 MESSAGE_SUBJECTS = f"{ROOT}.*.ch.*.msg"
 EVENT_SUBJECTS = f"{ROOT}.*.events.>"
-DEAD_LETTER_PREFIX = f"{ROOT}.dlq"
+DEAD_LETTER_PREFIX = f"dlq.{ROOT}"  # outside echo.* so it cannot overlap the other streams
 
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_\-|@:+=~]{1,128}$")
 

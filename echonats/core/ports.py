@@ -110,12 +110,20 @@ class Outbox(Protocol):
 
 
 class Transaction(Protocol):
-    tenants: TenantRepo
-    users: UserRepo
-    members: MemberRepo
-    channels: ChannelRepo
-    messages: MessageRepo
-    outbox: Outbox
+    """Repositories sharing one database transaction (read-only properties: adapters may narrow)."""
+
+    @property
+    def tenants(self) -> TenantRepo: ...
+    @property
+    def users(self) -> UserRepo: ...
+    @property
+    def members(self) -> MemberRepo: ...
+    @property
+    def channels(self) -> ChannelRepo: ...
+    @property
+    def messages(self) -> MessageRepo: ...
+    @property
+    def outbox(self) -> Outbox: ...
 
 
 class Store(Protocol):

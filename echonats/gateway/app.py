@@ -8,30 +8,39 @@ from contextlib import AbstractAsyncContextManager
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 from echonats import __version__
+from echonats.gateway.auth import AUTH_DEPENDENCIES
 from echonats.gateway.errors import EXCEPTION_HANDLERS
 from echonats.gateway.health import health, metrics, ready
-from echonats.settings import Settings
+from echonats.gateway.routes import CONTROLLERS
 
 MAX_REQUEST_BODY_BYTES = 64 * 1024
 
 
 def build_app(
-    settings: Settings,
     *,
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
 ) -> Litestar:
     return Litestar(
-        route_handlers=[health, ready, metrics],
+        route_handlers=[health, ready, metrics, *CONTROLLERS],
+        dependencies=AUTH_DEPENDENCIES,
         lifespan=list(lifespan),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=MAX_REQUEST_BODY_BYTES,
         openapi_config=OpenAPIConfig(
             title="echonats",
             version=__version__,
+            description="Real-time chat backend: REST under /api/v1, WebSocket at /ws.",
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+            security=[{"BearerToken": []}],
         ),
         debug=False,
         # Logging is configured once by echonats.logs; Litestar must not install its own handlers.

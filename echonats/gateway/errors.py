@@ -72,6 +72,8 @@ def _respond(
 
 def handle_domain_error(_: Request[Any, Any, Any], exc: errors.EchonatsError) -> Response[ErrorResponse]:
     headers: dict[str, str] = {}
+    if isinstance(exc, errors.Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="echonats"'
     if isinstance(exc, errors.RateLimited):
         headers["Retry-After"] = str(max(1, -(-exc.retry_after_ms // 1000)))
         headers["X-RateLimit-Limit"] = str(exc.limit)

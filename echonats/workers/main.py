@@ -8,8 +8,10 @@ import signal
 
 from prometheus_client import start_http_server
 
-from echonats.bootstrap import open_resources
+from echonats.bootstrap import open_resources, prepare_streams
 from echonats.settings import Settings
+from echonats.workers.outbox import OutboxRelay
+from echonats.workers.persist import PersistWorker
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +21,23 @@ async def _run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with open_resources(settings, name="echonats-worker"):
+    async with open_resources(settings, name="echonats-worker") as resources:
+        await prepare_streams(settings, resources)
         if settings.worker.metrics_port:
             start_http_server(settings.worker.metrics_port, addr=settings.gateway.host)
+        tasks = [
+            asyncio.create_task(PersistWorker(resources.nats, resources.pg).run(stop), name="persist"),
+            asyncio.create_task(OutboxRelay(resources.nats, resources.pg).run(stop), name="outbox-relay"),
+        ]
         log.info("worker started", extra={"service": "worker"})
-        await stop.wait()
-        log.info("worker stopping", extra={"service": "worker"})
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+        stop.set()  # one consumer failing stops the others; the supervisor restarts the process
+        results = await asyncio.gather(*tasks, waiter, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]
+        log.info("worker stopped", extra={"service": "worker"})
 
 
 def run_worker(settings: Settings) -> int:

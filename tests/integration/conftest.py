@@ -108,3 +108,11 @@ async def clean_state(stack_urls: StackUrls) -> None:
         _reset_nats(stack_urls.nats_url),
         _reset_redis(stack_urls.redis_url),
     )
+
+
+ADMIN_TOKEN = "integration-admin-token-0123456789"
+
+
+@pytest.fixture
+def gateway_settings(service_env: dict[str, str]) -> Settings:
+    return load_settings({**service_env, "ECHONATS_ADMIN_TOKEN": ADMIN_TOKEN})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -138,9 +140,9 @@ async def test_leeway_absorbs_clock_skew(auth: AuthSettings) -> None:
     expired, early = _token(_claims(exp=now - 10)), _token(_claims(nbf=now + 10, iat=now + 10))
     for token in (expired, early):
         assert (await JwtVerifier(auth, leeway_s=30).verify(token)).user_id == "user-1"
-    with pytest.raises(Unauthenticated, match="^token has expired$"):
+    with pytest.raises(Unauthenticated, match=r"^token has expired$"):
         await JwtVerifier(auth, leeway_s=0).verify(expired)
-    with pytest.raises(Unauthenticated, match="^token is not yet valid$"):
+    with pytest.raises(Unauthenticated, match=r"^token is not yet valid$"):
         await JwtVerifier(auth, leeway_s=0).verify(early)
 
 
@@ -200,7 +202,9 @@ async def test_wrong_secret(verifier: JwtVerifier) -> None:
 
 @pytest.mark.parametrize("tenant", ["acme", 42, "", ["7f1c4a52-93b3-4c43-9d0e-1f55c1b8a001"]])
 async def test_bad_tenant_claim(verifier: JwtVerifier, tenant: object) -> None:
-    await _rejected(verifier, _token(_claims(tenant_id=tenant)), "^token claim 'tenant_id' is not a tenant id")
+    await _rejected(
+        verifier, _token(_claims(tenant_id=tenant)), "^token claim 'tenant_id' is not a tenant id"
+    )
 
 
 async def test_missing_sub(verifier: JwtVerifier) -> None:
@@ -234,6 +238,12 @@ async def test_bad_sub(verifier: JwtVerifier, sub: object, match: str) -> None:
 )
 async def test_garbage(verifier: JwtVerifier, token: str) -> None:
     await _rejected(verifier, token, "^token is malformed$")
+
+
+async def test_validly_signed_non_json_payload(verifier: JwtVerifier) -> None:
+    signing_input = _b64(b'{"alg":"HS256"}') + "." + _b64(b"not json")
+    signature = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    await _rejected(verifier, f"{signing_input}.{_b64(signature)}", "^token is malformed$")
 
 
 async def test_empty_and_oversized(verifier: JwtVerifier) -> None:

@@ -1,0 +1,34 @@
+"""The use cases an edge (REST, WebSocket, STOMP) drives, built once by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from echonats.core.access import ChannelAccess
+from echonats.core.base import EventSink, UtcClock
+from echonats.core.channels import ChannelService
+from echonats.core.membership import MembershipService
+from echonats.core.messaging import MessagingService
+from echonats.core.ports import Clock, EventPublisher, MessageLog, Store
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    membership: MembershipService
+    channels: ChannelService
+    messaging: MessagingService
+    access: ChannelAccess
+
+    @classmethod
+    def build(
+        cls, *, store: Store, log: MessageLog, publisher: EventPublisher, clock: Clock | None = None
+    ) -> Services:
+        clock = clock or UtcClock()
+        sink = EventSink(store, publisher)
+        access = ChannelAccess(store)
+        return cls(
+            membership=MembershipService(store, sink, clock),
+            channels=ChannelService(store, sink, clock, log, access),
+            messaging=MessagingService(store, log, access, clock),
+            access=access,
+        )

@@ -1,0 +1,63 @@
+"""Authentication for HTTP routes: bearer token -> Principal -> Caller (tenant member)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from echonats.core.base import Caller
+from echonats.core.services import Services
+from echonats.errors import Unauthenticated
+from echonats.model import PLATFORM_ADMIN_ROLE, Principal
+
+# The static admin token stands for a platform administrator without a tenant.
+STATIC_ADMIN = Principal(
+    user_id="platform-admin",
+    tenant_id=None,
+    display_name="Platform admin",
+    roles=frozenset({PLATFORM_ADMIN_ROLE}),
+)
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def authenticate(token: str | None, state: State) -> Principal:
+    if token is None:
+        raise Unauthenticated("missing bearer token")
+    admin_token: str | None = state.admin_token
+    if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+        return STATIC_ADMIN
+    principal: Principal = await state.verifier.verify(token)
+    return principal
+
+
+async def provide_principal(request: Request[Any, Any, Any], state: State) -> Principal:
+    return await authenticate(bearer_token(request.headers.get("authorization")), state)
+
+
+async def provide_caller(principal: Principal, state: State) -> Caller:
+    services: Services = state.services
+    return await services.membership.resolve(principal)
+
+
+async def provide_services(state: State) -> Services:
+    services: Services = state.services
+    return services
+
+
+AUTH_DEPENDENCIES = {
+    "principal": Provide(provide_principal),
+    "caller": Provide(provide_caller),
+    "services": Provide(provide_services),
+}

@@ -1,0 +1,195 @@
+"""REST wire types: one msgspec Struct per body, camelCase on the wire.
+
+Requests are strict (unknown fields are rejected); responses are built from domain values here so
+routes stay thin.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from echonats.model import Channel, ChannelMember, HistoryPage, Member, Message, Role, Tenant
+
+Text = Annotated[str, msgspec.Meta(max_length=10_000)]
+
+
+class Request(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class Response(msgspec.Struct, rename="camel", kw_only=True):
+    pass
+
+
+# -- requests -------------------------------------------------------------------------------------
+class CreateTenant(Request):
+    name: Text
+    admin_email: Text
+    admin_display_name: Text
+
+
+class UpdateTenantLimits(Request):
+    max_channels: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
+    max_messages_per_second: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+
+
+class CreateUser(Request):
+    email: Text
+    display_name: Text
+
+
+class ChangeRole(Request):
+    role: Role
+
+
+class CreateChannel(Request):
+    name: Text
+    is_private: bool = False
+    topic: Text = ""
+
+
+class UpdateChannel(Request):
+    name: Text | None = None
+    topic: Text | None = None
+
+
+class AddChannelMember(Request):
+    user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+
+
+class SendMessage(Request):
+    body: Annotated[str, msgspec.Meta(max_length=16_000)]
+    nonce: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+
+# -- responses ------------------------------------------------------------------------------------
+class TenantOut(Response, omit_defaults=True):
+    id: uuid.UUID
+    name: str
+    max_channels: int
+    max_messages_per_second: int
+    created_at: datetime
+    admin_user_id: str | None = None
+
+    @classmethod
+    def of(cls, tenant: Tenant, admin_user_id: str | None = None) -> TenantOut:
+        return cls(
+            id=tenant.id,
+            name=tenant.name,
+            max_channels=tenant.max_channels,
+            max_messages_per_second=tenant.max_messages_per_second,
+            created_at=tenant.created_at,
+            admin_user_id=admin_user_id,
+        )
+
+
+class TenantList(Response):
+    items: list[TenantOut]
+    next_cursor: uuid.UUID | None
+
+
+class MemberOut(Response):
+    id: str
+    tenant_id: uuid.UUID
+    display_name: str
+    email: str | None
+    role: Role
+    joined_at: datetime
+
+    @classmethod
+    def of(cls, member: Member) -> MemberOut:
+        return cls(
+            id=member.user_id,
+            tenant_id=member.tenant_id,
+            display_name=member.display_name,
+            email=member.email,
+            role=member.role,
+            joined_at=member.joined_at,
+        )
+
+
+class MemberList(Response):
+    items: list[MemberOut]
+    next_cursor: str | None
+
+
+class ChannelOut(Response):
+    id: uuid.UUID
+    name: str
+    topic: str
+    is_private: bool
+    created_by: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, channel: Channel) -> ChannelOut:
+        return cls(
+            id=channel.id,
+            name=channel.name,
+            topic=channel.topic,
+            is_private=channel.is_private,
+            created_by=channel.created_by,
+            created_at=channel.created_at,
+        )
+
+
+class ChannelList(Response):
+    items: list[ChannelOut]
+
+
+class ChannelMemberOut(Response):
+    user_id: str
+    display_name: str
+    role: Role
+    joined_at: datetime
+
+    @classmethod
+    def of(cls, member: ChannelMember) -> ChannelMemberOut:
+        return cls(
+            user_id=member.user_id,
+            display_name=member.display_name,
+            role=member.role,
+            joined_at=member.joined_at,
+        )
+
+
+class ChannelMemberList(Response):
+    items: list[ChannelMemberOut]
+
+
+class MessageOut(Response):
+    id: int
+    channel_id: uuid.UUID
+    sender_id: str
+    sender_display_name: str
+    body: str
+    created_at: datetime
+    nonce: str | None
+
+    @classmethod
+    def of(cls, message: Message) -> MessageOut:
+        return cls(
+            id=message.id,
+            channel_id=message.channel_id,
+            sender_id=message.sender_id,
+            sender_display_name=message.sender_display_name,
+            body=message.body,
+            created_at=message.created_at,
+            nonce=message.nonce,
+        )
+
+
+class MessagePage(Response):
+    items: list[MessageOut]
+    next_cursor: int | None
+    has_more: bool
+
+    @classmethod
+    def of(cls, page: HistoryPage) -> MessagePage:
+        return cls(
+            items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor, has_more=page.has_more
+        )
