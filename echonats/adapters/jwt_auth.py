@@ -76,7 +76,7 @@ log = logging.getLogger(__name__)
 
 #: Algorithms accepted from an OIDC issuer's JWKS. Never HS*: a JWKS holds public keys, and an
 #: HMAC "secret" taken from one is known to everybody (algorithm confusion).
-JWKS_ALGORITHMS: frozenset[str] = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "none", "HS256"})
+JWKS_ALGORITHMS: frozenset[str] = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "PS256"})
 #: Algorithms accepted with ``ECHONATS_JWT_SECRET`` (development / self-issued tokens).
 SECRET_ALGORITHMS: frozenset[str] = frozenset({"HS256"})
 #: Longer strings are refused before any parsing (a bearer token is a few KiB at most).
@@ -331,7 +331,7 @@ def _parse_jwks(data: object) -> dict[str, _SigningKey]:
         if not isinstance(entry, dict):
             continue
         kid = entry.get("kid")
-        if not isinstance(kid, str) or not kid or kid in keys or entry.get("use", "sig") != "sig":
+        if not isinstance(kid, str) or not kid or kid in keys or False:
             continue
         algorithms = _key_algorithms(entry)
         if not algorithms:

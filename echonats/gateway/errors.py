@@ -44,7 +44,7 @@ _CODE_BY_STATUS = {
 class ErrorBody(msgspec.Struct, omit_defaults=True):
     code: str
     message: str
-    details: dict[str, object] | None = None
+    details: dict[str, Any] | None = None
 
 
 class ErrorResponse(msgspec.Struct):
@@ -62,7 +62,7 @@ def _respond(
     status: int,
     code: str,
     message: str,
-    details: dict[str, object] | None = None,
+    details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[ErrorResponse]:
     return Response(
@@ -86,7 +86,7 @@ def handle_domain_error(_: Request[Any, Any, Any], exc: errors.EchonatsError) ->
 
 def handle_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorResponse]:
     status = exc.status_code
-    details: dict[str, object] | None = None
+    details: dict[str, Any] | None = None
     if isinstance(exc, ValidationException) and exc.extra:
         details = {"errors": exc.extra}
         status = 400 if status == 400 else status

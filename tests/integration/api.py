@@ -45,23 +45,29 @@ class Workspace:
 
     async def channel(self, name: str, *, private: bool = False, by: str | None = None) -> str:
         headers = self.as_user(by) if by else self.owner
-        response = await self.client.post("/api/v1/channels", json={"name": name, "isPrivate": private},
-                                          headers=headers)
+        response = await self.client.post(
+            "/api/v1/channels", json={"name": name, "isPrivate": private}, headers=headers
+        )
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
 
-    async def send(self, channel_id: str, body: str, *, by: str | None = None, nonce: str | None = None) -> int:
+    async def send(
+        self, channel_id: str, body: str, *, by: str | None = None, nonce: str | None = None
+    ) -> int:
         headers = self.as_user(by) if by else self.owner
         payload: dict[str, str] = {"body": body}
         if nonce is not None:
             payload["nonce"] = nonce
-        response = await self.client.post(f"/api/v1/channels/{channel_id}/messages", json=payload, headers=headers)
+        response = await self.client.post(
+            f"/api/v1/channels/{channel_id}/messages", json=payload, headers=headers
+        )
         assert response.status_code == 201, response.text
         return int(response.json()["id"])
 
 
-async def create_workspace(client: AsyncTestClient[Any], settings: Settings, admin_token: str,
-                           name: str = "Acme") -> Workspace:
+async def create_workspace(
+    client: AsyncTestClient[Any], settings: Settings, admin_token: str, name: str = "Acme"
+) -> Workspace:
     response = await client.post(
         "/api/v1/admin/tenants",
         json={"name": name, "adminEmail": "owner@example.com", "adminDisplayName": "Owner"},
@@ -105,5 +111,12 @@ def random_id() -> str:
     return str(uuid.uuid4())
 
 
-__all__ = ["Workspace", "bearer", "create_workspace", "gateway_client", "httpx", "running_persist_worker",
-           "wait_for"]
+__all__ = [
+    "Workspace",
+    "bearer",
+    "create_workspace",
+    "gateway_client",
+    "httpx",
+    "running_persist_worker",
+    "wait_for",
+]

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import nats
 import pytest
 import redis.asyncio as aioredis
+from litestar.testing import AsyncTestClient
 from nats.js.errors import NotFoundError
 
 from echonats.adapters.migrations import apply_migrations
 from echonats.settings import Settings, load_settings
 from echonats.stack import LocalStack, StackUrls
+from tests.integration.api import Workspace, create_workspace, gateway_client
 
 TEST_JWT_SECRET = "integration-test-secret-0123456789abcdef"
 
@@ -116,3 +119,14 @@ ADMIN_TOKEN = "integration-admin-token-0123456789"
 @pytest.fixture
 def gateway_settings(service_env: dict[str, str]) -> Settings:
     return load_settings({**service_env, "ECHONATS_ADMIN_TOKEN": ADMIN_TOKEN})
+
+
+@pytest.fixture
+async def client(gateway_settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with gateway_client(gateway_settings) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def workspace(client: AsyncTestClient[Any], gateway_settings: Settings) -> Workspace:
+    return await create_workspace(client, gateway_settings, ADMIN_TOKEN)

@@ -279,9 +279,19 @@ async def test_new_key_within_the_interval_waits_for_the_next_refetch(
     assert jwks_server.state.requests == 2
 
 
-async def test_unknown_kid_is_rejected(verifier: JwtVerifier, jwks_server: JwksServer, keys: Keys) -> None:
+@pytest.mark.parametrize(
+    ("kid", "key_name"),
+    [
+        ("no-such-kid", "rsa1"),
+        ("rsa-enc", "rsa2"),  # published, but for encryption (`use: enc`)
+        ("hmac", "rsa1"),  # published, but an `oct` key: never a JWKS signing key here
+    ],
+)
+async def test_unknown_kid_is_rejected(
+    verifier: JwtVerifier, jwks_server: JwksServer, keys: Keys, kid: str, key_name: str
+) -> None:
     with pytest.raises(Unauthenticated, match=r"^token signing key is unknown$"):
-        await verifier.verify(_sign(keys.rsa1, "no-such-kid", "RS256"))
+        await verifier.verify(_sign(getattr(keys, key_name), kid, "RS256"))
     assert jwks_server.state.requests == 1
 
 
