@@ -30,6 +30,7 @@ from echonats.adapters.jwt_auth import JwtVerifier
 from echonats.adapters.postgres_store import PostgresStore
 from echonats.core.ports import DependencyProbe
 from echonats.core.services import Services
+from echonats.gateway.invalidation import listen_for_revocations
 from echonats.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,10 @@ def create_gateway_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_resources(settings, name="echonats-gateway") as resources:
             await prepare_streams(settings, resources)
+            services = build_services(resources)
+            await listen_for_revocations(resources.nats, services.access)
             app.state.resources = resources
-            app.state.services = build_services(resources)
+            app.state.services = services
             app.state.verifier = verifier
             app.state.admin_token = settings.auth.admin_token
             app.state.probes = resources.probes(settings.gateway.ready_timeout_s)

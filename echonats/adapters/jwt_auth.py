@@ -331,7 +331,7 @@ def _parse_jwks(data: object) -> dict[str, _SigningKey]:
         if not isinstance(entry, dict):
             continue
         kid = entry.get("kid")
-        if not isinstance(kid, str) or not kid or kid in keys or False:
+        if not isinstance(kid, str) or not kid or kid in keys or entry.get("use", "sig") != "sig":
             continue
         algorithms = _key_algorithms(entry)
         if not algorithms:
