@@ -15,7 +15,9 @@ async def test_removal_on_gateway_b_stops_sends_on_gateway_a(
 ) -> None:
     secret = await workspace.channel("secret", private=True)
     await client.get("/api/v1/users/me", headers=workspace.as_user("zoe"))
-    added = await client.post(f"/api/v1/channels/{secret}/members", json={"userId": "zoe"}, headers=workspace.owner)
+    added = await client.post(
+        f"/api/v1/channels/{secret}/members", json={"userId": "zoe"}, headers=workspace.owner
+    )
     assert added.status_code == 204
     url = f"/api/v1/channels/{secret}/messages"
     zoe = workspace.as_user("zoe")
