@@ -140,6 +140,72 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RealtimeSettings:
+    send_queue: int = field(
+        default=1024,
+        metadata=_env(
+            "ECHONATS_WS_SEND_QUEUE",
+            "Frames queued per WebSocket before it counts as a slow consumer.",
+            minimum=16,
+            maximum=1_000_000,
+        ),
+    )
+    max_frame_bytes: int = field(
+        default=65536,
+        metadata=_env(
+            "ECHONATS_WS_MAX_FRAME",
+            "Largest inbound WebSocket frame (bigger: close 1009).",
+            minimum=1024,
+            maximum=16_777_216,
+        ),
+    )
+    replay_limit: int = field(
+        default=5000,
+        metadata=_env(
+            "ECHONATS_WS_REPLAY_LIMIT",
+            "Most messages replayed for `since`; more: resync_required.",
+            minimum=1,
+            maximum=1_000_000,
+        ),
+    )
+    rate_user_per_second: float = field(
+        default=10.0,
+        metadata=_env(
+            "ECHONATS_RATE_USER_PER_SECOND", "Messages per second per user (sustained).", minimum=0.01
+        ),
+    )
+    rate_user_burst: int = field(
+        default=20, metadata=_env("ECHONATS_RATE_USER_BURST", "Messages a user may send at once.", minimum=1)
+    )
+    presence_ttl_s: float = field(
+        default=30.0,
+        metadata=_env(
+            "ECHONATS_PRESENCE_TTL", "Seconds a connection stays online without a heartbeat.", minimum=1.0
+        ),
+    )
+    presence_heartbeat_s: float = field(
+        default=10.0,
+        metadata=_env(
+            "ECHONATS_PRESENCE_HEARTBEAT", "Seconds between a gateway's presence heartbeats.", minimum=0.1
+        ),
+    )
+    presence_idle_after_s: float = field(
+        default=300.0,
+        metadata=_env(
+            "ECHONATS_PRESENCE_IDLE_AFTER", "Seconds without client activity before `idle`.", minimum=1.0
+        ),
+    )
+    typing_interval_s: float = field(
+        default=3.0,
+        metadata=_env(
+            "ECHONATS_TYPING_INTERVAL",
+            "At most one typing indicator per user and channel per this.",
+            minimum=0.0,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerSettings:
     metrics_port: int = field(
         default=9101,
@@ -173,6 +239,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
@@ -319,6 +386,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 def _check_cross_field(settings: Settings) -> None:
     if settings.postgres.pool_min > settings.postgres.pool_max:
         raise ConfigError("ECHONATS_DATABASE_POOL_MIN: must not exceed ECHONATS_DATABASE_POOL_MAX")
+    if settings.realtime.presence_heartbeat_s >= settings.realtime.presence_ttl_s:
+        raise ConfigError("ECHONATS_PRESENCE_HEARTBEAT: must be shorter than ECHONATS_PRESENCE_TTL")
 
 
 def with_overrides(settings: Settings, **groups: object) -> Settings:

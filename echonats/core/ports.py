@@ -16,6 +16,8 @@ from echonats.model import (
     Member,
     Message,
     NewMessage,
+    PresenceChange,
+    PresenceStatus,
     Principal,
     Role,
     Tenant,
@@ -160,3 +162,43 @@ class MessageLog(Protocol):
         ...
 
     async def forget_channel(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None: ...
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, tenant_id: uuid.UUID, user_id: str, *, tenant_per_second: int) -> None:
+        """Take one message from the user's and the tenant's budgets, atomically (both or neither).
+
+        Raise ``RateLimited`` (with ``retry_after_ms``, ``limit`` and ``remaining``) when either is
+        exhausted; nothing is taken then.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionBeat:
+    tenant_id: uuid.UUID
+    user_id: str
+    connection_id: str
+    last_active_at: float  # unix seconds of the connection's last client frame
+
+
+class PresenceStore(Protocol):
+    """Presence per user across all gateways: online while any connection is alive and active,
+    idle when all are inactive, offline when none is left (closed, or its heartbeat lapsed)."""
+
+    async def connect(self, beat: ConnectionBeat) -> PresenceChange | None: ...
+    async def disconnect(
+        self, tenant_id: uuid.UUID, user_id: str, connection_id: str
+    ) -> PresenceChange | None: ...
+    async def heartbeat(self, beats: Sequence[ConnectionBeat]) -> list[PresenceChange]: ...
+    async def sweep(self) -> list[PresenceChange]:
+        """Expire lapsed connections and apply idle transitions that are due (run by the worker)."""
+        ...
+
+    async def statuses(self, tenant_id: uuid.UUID, user_ids: Sequence[str]) -> dict[str, PresenceStatus]: ...
+
+
+class TypingThrottle(Protocol):
+    async def allow(self, tenant_id: uuid.UUID, channel_id: uuid.UUID, user_id: str) -> bool:
+        """True at most once per interval per (channel, user), across all gateways."""
+        ...

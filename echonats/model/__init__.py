@@ -25,6 +25,19 @@ MAX_NONCE_CHARS = 64
 PLATFORM_ADMIN_ROLE = "platform-admin"
 
 
+class PresenceStatus(enum.StrEnum):
+    ONLINE = "online"
+    IDLE = "idle"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    tenant_id: uuid.UUID
+    user_id: str
+    status: PresenceStatus
+
+
 class Role(enum.StrEnum):
     OWNER = "owner"
     ADMIN = "admin"
