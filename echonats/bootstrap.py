@@ -28,9 +28,13 @@ from echonats.adapters.jetstream import (
 )
 from echonats.adapters.jwt_auth import JwtVerifier
 from echonats.adapters.postgres_store import PostgresStore
-from echonats.core.ports import DependencyProbe
+from echonats.adapters.redis_realtime import RedisPresenceStore, RedisRateLimiter, RedisTypingThrottle
+from echonats.core.ports import DependencyProbe, RateLimiter
 from echonats.core.services import Services
+from echonats.gateway.fanout import Hub
 from echonats.gateway.invalidation import listen_for_revocations
+from echonats.gateway.presence import PresenceTracker
+from echonats.gateway.ws import Realtime
 from echonats.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,12 +85,38 @@ async def prepare_streams(settings: Settings, resources: Resources) -> None:
     )
 
 
-def build_services(resources: Resources) -> Services:
+def build_services(resources: Resources, limiter: RateLimiter | None = None) -> Services:
     return Services.build(
         store=PostgresStore(resources.pg),
         log=JetStreamMessageLog(resources.nats),
         publisher=JetStreamEventPublisher(resources.nats, resources.pg),
+        limiter=limiter,
     )
+
+
+@contextlib.asynccontextmanager
+async def realtime_for(
+    settings: Settings, resources: Resources, services: Services
+) -> AsyncIterator[Realtime]:
+    rt = settings.realtime
+    hub = Hub(resources.nats, JetStreamMessageLog(resources.nats), replay_limit=rt.replay_limit)
+    presence_store = RedisPresenceStore(
+        resources.redis, ttl_s=rt.presence_ttl_s, idle_after_s=rt.presence_idle_after_s
+    )
+    tracker = PresenceTracker(presence_store, resources.nats, heartbeat_s=rt.presence_heartbeat_s)
+    tracker.start()
+    try:
+        yield Realtime(
+            services=services,
+            hub=hub,
+            nc=resources.nats,
+            presence=tracker,
+            typing=RedisTypingThrottle(resources.redis, interval_s=rt.typing_interval_s),
+            send_queue=rt.send_queue,
+        )
+    finally:
+        await tracker.stop()
+        await hub.close()
 
 
 def create_gateway_app(settings: Settings) -> Litestar:
@@ -98,14 +128,21 @@ def create_gateway_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_resources(settings, name="echonats-gateway") as resources:
             await prepare_streams(settings, resources)
-            services = build_services(resources)
-            await listen_for_revocations(resources.nats, services.access)
-            app.state.resources = resources
-            app.state.services = services
-            app.state.verifier = verifier
-            app.state.admin_token = settings.auth.admin_token
-            app.state.probes = resources.probes(settings.gateway.ready_timeout_s)
-            app.state.ready_timeout_s = settings.gateway.ready_timeout_s
-            yield
+            limiter = RedisRateLimiter(
+                resources.redis,
+                user_per_second=settings.realtime.rate_user_per_second,
+                user_burst=settings.realtime.rate_user_burst,
+            )
+            services = build_services(resources, limiter)
+            await listen_for_revocations(resources.nats, services.access, services.tenant_limits)
+            async with realtime_for(settings, resources, services) as realtime:
+                app.state.resources = resources
+                app.state.services = services
+                app.state.realtime = realtime
+                app.state.verifier = verifier
+                app.state.admin_token = settings.auth.admin_token
+                app.state.probes = resources.probes(settings.gateway.ready_timeout_s)
+                app.state.ready_timeout_s = settings.gateway.ready_timeout_s
+                yield
 
     return build_app(lifespan=[lifespan])

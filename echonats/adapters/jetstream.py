@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -35,6 +36,9 @@ MESSAGES_MAX_AGE = timedelta(days=7)
 EVENTS_MAX_AGE = timedelta(days=30)
 PUBLISH_TIMEOUT_S = 5.0
 _BATCH_GET = 500
+# Unpersisted messages of one channel scanned per history call before giving up (only reached
+# when the persist worker has been down for a long time under load).
+MAX_TAIL_SCAN = 200_000
 
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 
@@ -152,19 +156,59 @@ class JetStreamMessageLog:
         return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
 
     async def unpersisted(
-        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, after: int | None, limit: int
+        self,
+        tenant_id: uuid.UUID,
+        channel_id: uuid.UUID,
+        *,
+        after: int | None,
+        before: int | None,
+        limit: int,
+        newest: bool,
     ) -> list[Message]:
         floor = await self.persisted_floor()
         start = max(floor, after or 0) + 1
+        if not newest:
+            found, _ = await self.read_channel(tenant_id, channel_id, start=start, limit=limit)
+            return [m for m in found if before is None or m.id < before]
+        # The newest `limit` below `before`: JetStream reads forward only, so scan the (normally
+        # tiny) unpersisted tail keeping a sliding window; bounded in memory, and in time by a cap
+        # that fails loudly rather than returning an incomplete page.
+        window: deque[Message] = deque(maxlen=limit)
+        scanned = 0
+        while scanned < MAX_TAIL_SCAN:
+            batch, more = await self.read_channel(tenant_id, channel_id, start=start, limit=_BATCH_GET)
+            for message in batch:
+                if before is not None and message.id >= before:
+                    return list(window)
+                window.append(message)
+            scanned += len(batch)
+            if not more or not batch:
+                return list(window)
+            start = batch[-1].id + 1
+        raise Unavailable("history is catching up: the persist worker is far behind, try again shortly")
+
+    async def read_channel(
+        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, start: int, limit: int
+    ) -> tuple[list[Message], bool]:
+        """A channel's messages with id >= start, oldest first, at most ``limit``; and whether more exist."""
         subject = subjects.message_subject(tenant_id, channel_id)
         found: list[Message] = []
+        more = False
         while len(found) < limit:
             batch, more = await self._direct_batch(subject, start, min(_BATCH_GET, limit - len(found)))
             found.extend(batch)
             if not more or not batch:
                 break
             start = batch[-1].id + 1
-        return found
+        return found, more
+
+    async def first_sequence(self) -> int:
+        """The oldest id the stream still holds (older ones were aged out)."""
+        try:
+            info = await self._js.stream_info(subjects.MESSAGES_STREAM)
+        except NATS_ERRORS as exc:
+            raise Unavailable(f"JetStream: {exc!r}") from exc
+        return int(info.state.first_seq)
 
     async def _direct_batch(self, subject: str, start: int, count: int) -> tuple[list[Message], bool]:
         """One batched direct get (nats-server >= 2.11): messages of ``subject`` from ``start`` on."""

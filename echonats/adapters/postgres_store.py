@@ -302,8 +302,7 @@ class _Channels:
 
 
 _PAGE = (
-    "SELECT m.*, u.display_name AS sender_display_name FROM messages m "
-    "LEFT JOIN users u ON u.id = m.sender_id "
+    "SELECT m.* FROM messages m "
     "WHERE m.channel_id = $1 AND ($2::bigint IS NULL OR m.id < $2) AND ($3::bigint IS NULL OR m.id > $3) "
 )
 _PAGE_FORWARD = _PAGE + "ORDER BY m.id ASC LIMIT $4"

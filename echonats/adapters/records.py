@@ -45,6 +45,11 @@ class MessageRecord(msgspec.Struct, rename="camel", omit_defaults=True):
         )
 
 
+class TypingRecord(msgspec.Struct, rename="camel"):
+    user_id: str
+    display_name: str
+
+
 class EventRecord(msgspec.Struct, rename="camel"):
     id: uuid.UUID
     tenant_id: uuid.UUID
@@ -56,6 +61,7 @@ class EventRecord(msgspec.Struct, rename="camel"):
 message_encoder = msgspec.json.Encoder()
 message_decoder = msgspec.json.Decoder(MessageRecord)
 event_decoder = msgspec.json.Decoder(EventRecord)
+typing_decoder = msgspec.json.Decoder(TypingRecord)
 
 
 def encode_event(event: DomainEvent) -> bytes:

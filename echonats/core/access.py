@@ -14,7 +14,7 @@ from collections.abc import Callable
 from echonats.core.base import Caller
 from echonats.core.ports import Store
 from echonats.errors import NotFound
-from echonats.model import Channel
+from echonats.model import Channel, Tenant
 
 DEFAULT_TTL_S = 5.0
 DEFAULT_MAX_ENTRIES = 100_000
@@ -64,3 +64,30 @@ class ChannelAccess:
     def forget_user(self, user_id: str) -> None:
         for key in [k for k in self._allowed if k[1] == user_id]:
             del self._allowed[key]
+
+
+class TenantLimitsCache:
+    """Tenants' limits for the send path, refreshed every few seconds and on limits events."""
+
+    def __init__(
+        self, store: Store, *, ttl_s: float = 10.0, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._monotonic = monotonic
+        self._tenants: dict[uuid.UUID, tuple[Tenant, float]] = {}
+
+    async def get(self, tenant_id: uuid.UUID) -> Tenant:
+        hit = self._tenants.get(tenant_id)
+        now = self._monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        async with self._store.read() as tx:
+            tenant = await tx.tenants.get(tenant_id)
+        if tenant is None:
+            raise NotFound("tenant not found")
+        self._tenants[tenant_id] = (tenant, now + self._ttl_s)
+        return tenant
+
+    def forget(self, tenant_id: uuid.UUID) -> None:
+        self._tenants.pop(tenant_id, None)

@@ -70,3 +70,5 @@ class EventSink:
             await self._publisher.publish(events)
         except EchonatsError as exc:
             log.warning("event publish deferred to the outbox relay: %s", exc.message)
+        except Exception:
+            log.exception("event publish failed unexpectedly; deferred to the outbox relay")

@@ -140,7 +140,7 @@ class ChannelService:
         async with self._sink.transaction() as (tx, pending):
             channel = await self._visible(tx, caller, channel_id)
             if channel.is_private:
-                raise Forbidden("private channels are joined by invitation")
+                return  # visible means the caller is already a member: nothing to join
             if not await tx.channels.add_member(caller.tenant_id, channel_id, caller.user_id, Role.MEMBER):
                 return  # joining twice is a no-op
             pending.append(

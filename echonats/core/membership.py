@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from echonats import model
 from echonats.core import events as ev
+from echonats.core.access import ChannelAccess
 from echonats.core.base import Caller, EventSink
 from echonats.core.ports import Clock, Store, TenantLimits, Transaction
 from echonats.errors import Conflict, Forbidden, NotFound, ValidationFailed
@@ -28,10 +29,11 @@ def _require_platform_admin(principal: Principal) -> None:
 
 
 class MembershipService:
-    def __init__(self, store: Store, sink: EventSink, clock: Clock) -> None:
+    def __init__(self, store: Store, sink: EventSink, clock: Clock, access: ChannelAccess) -> None:
         self._store = store
         self._sink = sink
         self._clock = clock
+        self._access = access
 
     # -- platform administration --------------------------------------------------------------------
     async def create_tenant(
@@ -202,6 +204,8 @@ class MembershipService:
                     reason=reason,
                 )
             )
+        # This gateway at once; the others when the member.left event reaches them.
+        self._access.forget_user(user_id)
 
     async def reinstate(self, caller: Caller, user_id: str) -> Member:
         caller.require_admin("reinstate members")

@@ -10,31 +10,45 @@ from __future__ import annotations
 import uuid
 
 from echonats import model
-from echonats.core.access import ChannelAccess
+from echonats.core.access import ChannelAccess, TenantLimitsCache
 from echonats.core.base import Caller
-from echonats.core.ports import Clock, MessageLog, Store
+from echonats.core.ports import Clock, MessageLog, RateLimiter, Store
 from echonats.errors import Unavailable, ValidationFailed
 from echonats.model import HistoryPage, Message, NewMessage
 
 MIN_PAGE = 1
 MAX_PAGE = 100
 DEFAULT_PAGE = 50
-# Upper bound on the unpersisted tail read per history call (the persist worker normally lags
-# by well under a second; this only matters while it is down for a long time).
-MAX_UNPERSISTED_SCAN = 10_000
 
 
 class MessagingService:
-    def __init__(self, store: Store, log: MessageLog, access: ChannelAccess, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        log: MessageLog,
+        access: ChannelAccess,
+        clock: Clock,
+        *,
+        limiter: RateLimiter | None = None,
+        tenants: TenantLimitsCache | None = None,
+    ) -> None:
         self._store = store
         self._log = log
         self._access = access
         self._clock = clock
+        self._limiter = limiter
+        self._tenants = tenants or TenantLimitsCache(store)
 
     async def send(self, caller: Caller, channel_id: uuid.UUID, *, body: str, nonce: str | None) -> Message:
         text = model.message_body(body)
         client_nonce = model.nonce(nonce)
         await self._access.readable(caller, channel_id)
+        if self._limiter is not None:
+            # After validation and access checks: rejected input must not spend the sender's budget.
+            tenant = await self._tenants.get(caller.tenant_id)
+            await self._limiter.acquire(
+                caller.tenant_id, caller.user_id, tenant_per_second=tenant.max_messages_per_second
+            )
         new = NewMessage(
             tenant_id=caller.tenant_id,
             channel_id=channel_id,
@@ -85,14 +99,13 @@ class MessagingService:
         # Read the log's tail first: everything at or below its persisted floor is already in
         # PostgreSQL when we query it next, so the union has no gap.
         tail = await self._log.unpersisted(
-            caller.tenant_id, channel_id, after=after, limit=MAX_UNPERSISTED_SCAN
+            caller.tenant_id, channel_id, after=after, before=before, limit=limit + 1, newest=not forward
         )
         async with self._store.read() as tx:
             rows = await tx.messages.page(channel_id, before=before, after=after, limit=limit + 1)
         merged = {m.id: m for m in rows}
         for message in tail:
-            if before is None or message.id < before:
-                merged.setdefault(message.id, message)
+            merged.setdefault(message.id, message)
         ordered = sorted(merged.values(), key=lambda m: m.id, reverse=not forward)
         page = ordered[:limit]
         has_more = len(ordered) > limit

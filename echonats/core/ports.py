@@ -156,9 +156,17 @@ class MessageLog(Protocol):
     async def append(self, message: NewMessage) -> Appended: ...
     async def get(self, message_id: int) -> Message | None: ...
     async def unpersisted(
-        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, after: int | None, limit: int
+        self,
+        tenant_id: uuid.UUID,
+        channel_id: uuid.UUID,
+        *,
+        after: int | None,
+        before: int | None,
+        limit: int,
+        newest: bool,
     ) -> list[Message]:
-        """Messages of a channel above the persist worker's ack floor (and above ``after``), oldest first."""
+        """A channel's messages above the persist worker's ack floor, strictly between the cursors:
+        the ``limit`` newest of them if ``newest``, else the ``limit`` oldest; oldest first."""
         ...
 
     async def forget_channel(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None: ...

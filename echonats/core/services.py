@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from echonats.core.access import ChannelAccess
+from echonats.core.access import ChannelAccess, TenantLimitsCache
 from echonats.core.base import EventSink, UtcClock
 from echonats.core.channels import ChannelService
 from echonats.core.membership import MembershipService
 from echonats.core.messaging import MessagingService
-from echonats.core.ports import Clock, EventPublisher, MessageLog, Store
+from echonats.core.ports import Clock, EventPublisher, MessageLog, RateLimiter, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,17 +18,26 @@ class Services:
     channels: ChannelService
     messaging: MessagingService
     access: ChannelAccess
+    tenant_limits: TenantLimitsCache
 
     @classmethod
     def build(
-        cls, *, store: Store, log: MessageLog, publisher: EventPublisher, clock: Clock | None = None
+        cls,
+        *,
+        store: Store,
+        log: MessageLog,
+        publisher: EventPublisher,
+        clock: Clock | None = None,
+        limiter: RateLimiter | None = None,
     ) -> Services:
         clock = clock or UtcClock()
         sink = EventSink(store, publisher)
         access = ChannelAccess(store)
+        tenant_limits = TenantLimitsCache(store)
         return cls(
-            membership=MembershipService(store, sink, clock),
+            membership=MembershipService(store, sink, clock, access),
             channels=ChannelService(store, sink, clock, log, access),
-            messaging=MessagingService(store, log, access, clock),
+            messaging=MessagingService(store, log, access, clock, limiter=limiter, tenants=tenant_limits),
             access=access,
+            tenant_limits=tenant_limits,
         )

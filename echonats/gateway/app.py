@@ -15,6 +15,7 @@ from echonats.gateway.auth import AUTH_DEPENDENCIES
 from echonats.gateway.errors import EXCEPTION_HANDLERS
 from echonats.gateway.health import health, metrics, ready
 from echonats.gateway.routes import CONTROLLERS
+from echonats.gateway.ws import chat_socket
 
 MAX_REQUEST_BODY_BYTES = 64 * 1024
 
@@ -24,7 +25,7 @@ def build_app(
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
 ) -> Litestar:
     return Litestar(
-        route_handlers=[health, ready, metrics, *CONTROLLERS],
+        route_handlers=[health, ready, metrics, chat_socket, *CONTROLLERS],
         dependencies=AUTH_DEPENDENCIES,
         lifespan=list(lifespan),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uvicorn
+from litestar.types import ASGIApp
 
 from echonats.errors import ConfigError
 from echonats.settings import Settings
@@ -14,23 +15,29 @@ def check_gateway_settings(settings: Settings) -> None:
         raise ConfigError("ECHONATS_JWT_SECRET: required unless ECHONATS_JWT_JWKS_URL is set")
 
 
-def serve_gateway(settings: Settings) -> int:
-    from echonats.bootstrap import create_gateway_app
-
-    check_gateway_settings(settings)
-    config = uvicorn.Config(
-        create_gateway_app(settings),
+def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
         host=settings.gateway.host,
         port=settings.gateway.port,
         # Per-message deflate compresses every frame once per socket: it would defeat encode-once fanout.
         ws_per_message_deflate=False,
+        ws_max_size=settings.realtime.max_frame_bytes,  # larger frames: close 1009
+        ws_ping_interval=20.0,  # protocol pings; a peer silent for ping+timeout is closed
+        ws_ping_timeout=20.0,
         lifespan="on",
         log_config=None,
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    server = uvicorn.Server(config)
+
+
+def serve_gateway(settings: Settings) -> int:
+    from echonats.bootstrap import create_gateway_app
+
+    check_gateway_settings(settings)
+    server = uvicorn.Server(uvicorn_config(create_gateway_app(settings), settings))
     server.run()
     # uvicorn swallows lifespan start-up failures into should_exit; report them as a failure exit.
     return 0 if server.started else 1

@@ -176,7 +176,9 @@ def clean_text(
 
 
 def message_body(value: str) -> str:
-    return clean_text(value, field_name="body", max_chars=MAX_BODY_CHARS, multiline=True)
+    # Windows and old-Mac line endings are line breaks, not control characters.
+    normalized = value.replace("\r\n", "\n").replace("\r", "\n")
+    return clean_text(normalized, field_name="body", max_chars=MAX_BODY_CHARS, multiline=True)
 
 
 def channel_name(value: str) -> str:

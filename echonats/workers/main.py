@@ -8,10 +8,12 @@ import signal
 
 from prometheus_client import start_http_server
 
+from echonats.adapters.redis_realtime import RedisPresenceStore
 from echonats.bootstrap import open_resources, prepare_streams
 from echonats.settings import Settings
 from echonats.workers.outbox import OutboxRelay
 from echonats.workers.persist import PersistWorker
+from echonats.workers.presence import PresenceSweeper
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,17 @@ async def _run(settings: Settings) -> None:
         tasks = [
             asyncio.create_task(PersistWorker(resources.nats, resources.pg).run(stop), name="persist"),
             asyncio.create_task(OutboxRelay(resources.nats, resources.pg).run(stop), name="outbox-relay"),
+            asyncio.create_task(
+                PresenceSweeper(
+                    RedisPresenceStore(
+                        resources.redis,
+                        ttl_s=settings.realtime.presence_ttl_s,
+                        idle_after_s=settings.realtime.presence_idle_after_s,
+                    ),
+                    resources.nats,
+                ).run(stop),
+                name="presence-sweeper",
+            ),
         ]
         log.info("worker started", extra={"service": "worker"})
         waiter = asyncio.create_task(stop.wait())

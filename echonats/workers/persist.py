@@ -29,10 +29,11 @@ from echonats.adapters.records import MessageRecord, message_decoder
 log = logging.getLogger(__name__)
 
 _INSERT = """
-INSERT INTO messages (id, tenant_id, channel_id, sender_id, body, nonce, created_at)
-SELECT r.id, r.tenant_id, r.channel_id, r.sender_id, r.body, r.nonce, r.created_at
-FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
-     AS r(id, tenant_id, channel_id, sender_id, body, nonce, created_at)
+INSERT INTO messages (id, tenant_id, channel_id, sender_id, sender_display_name, body, nonce, created_at)
+SELECT r.id, r.tenant_id, r.channel_id, r.sender_id, r.sender_display_name, r.body, r.nonce, r.created_at
+FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::timestamptz[])
+     AS r(id, tenant_id, channel_id, sender_id, sender_display_name, body, nonce, created_at)
 JOIN channels c ON c.id = r.channel_id AND c.tenant_id = r.tenant_id  -- drop messages of deleted channels
 ON CONFLICT (id) DO NOTHING
 """
@@ -46,9 +47,18 @@ class _Decoded:
     record: MessageRecord
 
 
-def _row(item: _Decoded) -> tuple[int, uuid.UUID, uuid.UUID, str, str, str | None, datetime]:
+def _row(item: _Decoded) -> tuple[int, uuid.UUID, uuid.UUID, str, str, str, str | None, datetime]:
     r = item.record
-    return (item.seq, r.tenant_id, r.channel_id, r.sender_id, r.body, r.nonce, r.created_at)
+    return (
+        item.seq,
+        r.tenant_id,
+        r.channel_id,
+        r.sender_id,
+        r.sender_display_name,
+        r.body,
+        r.nonce,
+        r.created_at,
+    )
 
 
 class PersistWorker:

@@ -118,7 +118,15 @@ ADMIN_TOKEN = "integration-admin-token-0123456789"
 
 @pytest.fixture
 def gateway_settings(service_env: dict[str, str]) -> Settings:
-    return load_settings({**service_env, "ECHONATS_ADMIN_TOKEN": ADMIN_TOKEN})
+    # Per-user limits out of the way of functional tests; the rate-limit tests set their own.
+    return load_settings(
+        {
+            **service_env,
+            "ECHONATS_ADMIN_TOKEN": ADMIN_TOKEN,
+            "ECHONATS_RATE_USER_PER_SECOND": "100000",
+            "ECHONATS_RATE_USER_BURST": "100000",
+        }
+    )
 
 
 @pytest.fixture

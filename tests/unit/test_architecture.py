@@ -28,7 +28,11 @@ def _imports(path: Path) -> list[str]:
         if isinstance(node, ast.Import):
             found.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append(node.module)
+            # `from echonats import model` imports the module echonats.model, not the package.
+            if node.module == "echonats":
+                found.extend(f"echonats.{alias.name}" for alias in node.names)
+            else:
+                found.append(node.module)
     return found
 
 

@@ -1,0 +1,82 @@
+"""Gateway side of presence: reports its sockets to the presence store and heartbeats them.
+
+One Redis round trip per connect/disconnect and one pipelined heartbeat per interval for all of
+this gateway's sockets; never per message. If this gateway dies, its sockets' heartbeats lapse and
+the worker's sweeper turns their users offline within the TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from nats.aio.client import Client as NatsClient
+
+from echonats.adapters.jetstream import NATS_ERRORS
+from echonats.core.ports import ConnectionBeat, PresenceStore
+from echonats.errors import Unavailable
+from echonats.gateway.connection import Connection
+from echonats.model import PresenceChange
+from echonats.workers.presence import publish_presence
+
+log = logging.getLogger(__name__)
+
+
+class PresenceTracker:
+    def __init__(self, store: PresenceStore, nc: NatsClient, *, heartbeat_s: float) -> None:
+        self._store = store
+        self._nc = nc
+        self._heartbeat_s = heartbeat_s
+        self._connections: set[Connection] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._heartbeats(), name="presence-heartbeats")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def connected(self, conn: Connection) -> None:
+        self._connections.add(conn)
+        try:
+            change = await self._store.connect(_beat(conn))
+        except Unavailable as exc:
+            log.warning("presence not updated: %s", exc.message)  # best effort: chat goes on
+            return
+        await self._publish([change] if change else [])
+
+    async def disconnected(self, conn: Connection) -> None:
+        self._connections.discard(conn)
+        try:
+            change = await self._store.disconnect(conn.tenant_id, conn.user_id, conn.id)
+        except Unavailable as exc:
+            log.warning("presence not updated: %s", exc.message)
+            return
+        await self._publish([change] if change else [])
+
+    async def _publish(self, changes: list[PresenceChange]) -> None:
+        for change in changes:
+            try:
+                await publish_presence(self._nc, change)
+            except NATS_ERRORS as exc:
+                log.warning("presence change not published: %r", exc)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)  # the heartbeat period itself, not a synchronisation
+            if not self._connections:
+                continue
+            try:
+                changes = await self._store.heartbeat([_beat(c) for c in self._connections])
+            except Unavailable as exc:
+                log.warning("presence heartbeat failed: %s", exc.message)
+                continue
+            await self._publish(changes)
+
+
+def _beat(conn: Connection) -> ConnectionBeat:
+    return ConnectionBeat(conn.tenant_id, conn.user_id, conn.id, conn.last_active)

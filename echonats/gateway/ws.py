@@ -1,0 +1,153 @@
+"""The JSON WebSocket endpoint ``/ws``.
+
+Handshake: the token comes as ``?token=`` or an ``Authorization: Bearer`` header. The socket is
+accepted first and then closed with 4001 (bad or missing token) or 4003 (not allowed in the
+tenant), because browsers cannot read an HTTP status of a refused upgrade but do see close codes.
+Frames are handled one at a time per socket, so a client's sends are stored in the order it sent
+them. Bad frames get an error frame and the socket stays open.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.datastructures import State
+from nats.aio.client import Client as NatsClient
+
+from echonats import metrics
+from echonats.adapters import subjects
+from echonats.adapters.records import TypingRecord, message_encoder
+from echonats.core.base import Caller
+from echonats.core.ports import TypingThrottle
+from echonats.core.services import Services
+from echonats.errors import EchonatsError, Forbidden, Unauthenticated, Unavailable
+from echonats.gateway import protocol as p
+from echonats.gateway.auth import authenticate, bearer_token
+from echonats.gateway.connection import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Connection
+from echonats.gateway.fanout import Hub
+from echonats.gateway.presence import PresenceTracker
+
+log = logging.getLogger(__name__)
+
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+@dataclass(slots=True)
+class Realtime:
+    """Everything the socket handlers share in one gateway process."""
+
+    services: Services
+    hub: Hub
+    nc: NatsClient
+    presence: PresenceTracker
+    typing: TypingThrottle
+    send_queue: int
+
+
+def error_frame(exc: EchonatsError, ref: str | None = None) -> str:
+    """The one place domain errors become WebSocket error frames."""
+    retry_after = exc.retry_after_ms if hasattr(exc, "retry_after_ms") else None
+    return p.encode(p.ErrorFrame(code=exc.code, message=exc.message, ref=ref, retry_after_ms=retry_after))
+
+
+def _bad_frame(message: str) -> str:
+    return p.encode(p.ErrorFrame(code="bad_request", message=message))
+
+
+@websocket("/ws", name="chat-websocket")
+async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
+    state: State = socket.app.state
+    realtime: Realtime = state.realtime
+    token = socket.query_params.get("token") or bearer_token(socket.headers.get("authorization"))
+    await socket.accept()
+    try:
+        principal = await authenticate(token, state)
+        caller = await realtime.services.membership.resolve(principal)
+    except Unauthenticated as exc:
+        await socket.close(CLOSE_UNAUTHORIZED, exc.message[:120])
+        return
+    except Forbidden as exc:
+        await socket.close(CLOSE_FORBIDDEN, exc.message[:120])
+        return
+    except Unavailable:
+        await socket.close(CLOSE_TRY_AGAIN_LATER, "try again later")
+        return
+    await _serve(socket, realtime, caller)
+
+
+async def _serve(socket: WebSocket[Any, Any, Any], realtime: Realtime, caller: Caller) -> None:
+    conn = Connection(caller, socket.send, max_queue=realtime.send_queue)
+    conn.start()
+    await realtime.hub.attach(conn)
+    await realtime.presence.connected(conn)
+    try:
+        while not conn.closing:
+            event = await socket.receive()
+            if event["type"] != "websocket.receive":
+                break
+            conn.last_active = time.time()
+            text = event.get("text")
+            if text is None:
+                conn.offer(_bad_frame("frames must be JSON text frames"))
+                continue
+            await _handle(conn, realtime, text)
+    finally:
+        await realtime.hub.detach(conn)
+        await realtime.presence.disconnected(conn)
+        await conn.stop()
+
+
+async def _handle(conn: Connection, realtime: Realtime, text: str) -> None:
+    try:
+        frame = p.client_frame_decoder.decode(text)
+    except msgspec.ValidationError as exc:
+        conn.offer(_bad_frame(f"invalid frame: {exc}"[:300]))
+        return
+    except msgspec.DecodeError:
+        conn.offer(_bad_frame("frames must be JSON objects"))
+        return
+    ref = None
+    try:
+        if isinstance(frame, p.Send):
+            ref = frame.nonce
+            await _send(conn, realtime, frame)
+        elif isinstance(frame, p.Subscribe):
+            ref = str(frame.channel_id)
+            await realtime.services.access.readable(conn.caller, frame.channel_id)
+            await realtime.hub.subscribe(conn, frame.channel_id, frame.since)
+        elif isinstance(frame, p.Unsubscribe):
+            await realtime.hub.unsubscribe(conn, frame.channel_id)
+            conn.offer(p.encode(p.Unsubscribed(channel_id=frame.channel_id)))
+        elif isinstance(frame, p.Typing):
+            ref = str(frame.channel_id)
+            await _typing(conn, realtime, frame.channel_id)
+        else:
+            conn.offer(p.PONG)
+    except EchonatsError as exc:
+        conn.offer(error_frame(exc, ref))
+
+
+async def _send(conn: Connection, realtime: Realtime, frame: p.Send) -> None:
+    started = time.perf_counter()
+    message = await realtime.services.messaging.send(
+        conn.caller, frame.channel_id, body=frame.body, nonce=frame.nonce
+    )
+    metrics.send_ack_seconds.observe(time.perf_counter() - started)
+    metrics.messages_sent.labels("websocket").inc()
+    conn.offer(p.encode(p.Ack(nonce=frame.nonce, message_id=message.id, created_at=message.created_at)))
+
+
+async def _typing(conn: Connection, realtime: Realtime, channel_id: uuid.UUID) -> None:
+    await realtime.services.access.readable(conn.caller, channel_id)
+    if not await realtime.typing.allow(conn.tenant_id, channel_id, conn.user_id):
+        return  # throttled: one indicator per user and channel per interval is enough
+    record = TypingRecord(user_id=conn.user_id, display_name=conn.caller.member.display_name)
+    await realtime.nc.publish(
+        subjects.typing_subject(conn.tenant_id, channel_id), message_encoder.encode(record)
+    )

@@ -1,0 +1,598 @@
+"""In-memory fakes of the core's ports, for unit tests of the use cases (no network, no services).
+
+The fakes follow the documented semantics of the ports and of the production adapters
+(``echonats/adapters/postgres_store.py``, ``echonats/adapters/jetstream.py``):
+
+* ``InMemoryStore`` — transactions snapshot the whole state at entry and restore it on any
+  exception, so a rollback really undoes every write. Transactions are serialised by a lock;
+  ``read()`` takes no snapshot and refuses writes. Integrity violations (duplicate keys, missing
+  referenced rows) raise ``Conflict`` as the PostgreSQL store does.
+* ``FakeMessageLog`` — the JetStream message log: ids are stream sequences, nonce dedupe, a
+  persisted floor moved by ``persist_up_to`` (the persist worker's job).
+* ``RecordingPublisher`` — records published events and drops their outbox rows, or fails.
+* ``FixedClock`` — a clock that only moves when told to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from echonats.core.base import Caller
+from echonats.core.ports import Appended, MembershipState, TenantLimits
+from echonats.core.services import Services
+from echonats.errors import Conflict, EchonatsError, Unavailable
+from echonats.model import (
+    PLATFORM_ADMIN_ROLE,
+    Channel,
+    ChannelMember,
+    DomainEvent,
+    Member,
+    Message,
+    NewMessage,
+    Principal,
+    Role,
+    Tenant,
+    User,
+)
+
+EPOCH = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class FixedClock:
+    def __init__(self, at: datetime = EPOCH) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float = 1.0) -> datetime:
+        self.at += timedelta(seconds=seconds)
+        return self.at
+
+
+# -- store ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MemberRow:
+    """A ``tenant_members`` row (display name and email live in ``users``)."""
+
+    role: Role
+    joined_at: datetime
+    removed_at: datetime | None = None
+
+
+@dataclass
+class ChannelMemberRow:
+    tenant_id: uuid.UUID
+    role: Role
+    joined_at: datetime
+
+
+@dataclass
+class State:
+    """All tables. Tests may inspect it directly (``store.state``)."""
+
+    tenants: dict[uuid.UUID, Tenant] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    members: dict[tuple[uuid.UUID, str], MemberRow] = field(default_factory=dict)
+    channels: dict[uuid.UUID, Channel] = field(default_factory=dict)
+    channel_members: dict[tuple[uuid.UUID, str], ChannelMemberRow] = field(default_factory=dict)
+    messages: dict[int, Message] = field(default_factory=dict)  # persisted rows
+    outbox: dict[uuid.UUID, DomainEvent] = field(default_factory=dict)
+
+
+class _Repo:
+    def __init__(self, store: InMemoryStore, *, writable: bool) -> None:
+        self._store = store
+        self._writable = writable
+
+    @property
+    def _s(self) -> State:
+        return self._store.state  # looked up each time: a rollback replaces the state object
+
+    def _read(self, op: str) -> None:
+        self._store._maybe_fail(op)
+
+    def _write(self, op: str) -> None:
+        if not self._writable:
+            raise AssertionError(f"{op}: write through Store.read() (needs Store.transaction())")
+        self._store._maybe_fail(op)
+
+    def _now(self) -> datetime:
+        return self._store.clock.now()
+
+
+class InMemoryTenantRepo(_Repo):
+    async def add(self, tenant: Tenant) -> None:
+        self._write("tenants.add")
+        if tenant.id in self._s.tenants:
+            raise Conflict("duplicate tenant id")
+        self._s.tenants[tenant.id] = tenant
+
+    async def get(self, tenant_id: uuid.UUID, *, for_update: bool = False) -> Tenant | None:
+        self._read("tenants.get")
+        return self._s.tenants.get(tenant_id)
+
+    async def list(self, *, limit: int, after: uuid.UUID | None) -> list[Tenant]:
+        self._read("tenants.list")
+        ordered = sorted(self._s.tenants.values(), key=lambda t: t.id)
+        return [t for t in ordered if after is None or t.id > after][:limit]
+
+    async def update_limits(self, tenant_id: uuid.UUID, limits: TenantLimits) -> Tenant | None:
+        self._write("tenants.update_limits")
+        tenant = self._s.tenants.get(tenant_id)
+        if tenant is None:
+            return None
+        updated = replace(
+            tenant,
+            max_channels=tenant.max_channels if limits.max_channels is None else limits.max_channels,
+            max_messages_per_second=tenant.max_messages_per_second
+            if limits.max_messages_per_second is None
+            else limits.max_messages_per_second,
+        )
+        self._s.tenants[tenant_id] = updated
+        return updated
+
+
+class InMemoryUserRepo(_Repo):
+    async def upsert(self, user: User) -> None:
+        self._write("users.upsert")
+        old = self._s.users.get(user.id)
+        email = user.email if user.email is not None or old is None else old.email
+        self._s.users[user.id] = User(user.id, user.display_name, email)
+
+
+class InMemoryMemberRepo(_Repo):
+    def _member(self, tenant_id: uuid.UUID, user_id: str, row: MemberRow) -> Member:
+        user = self._s.users[user_id]
+        return Member(tenant_id, user_id, user.display_name, user.email, row.role, row.joined_at)
+
+    async def state(self, tenant_id: uuid.UUID, user_id: str) -> MembershipState:
+        self._read("members.state")
+        row = self._s.members.get((tenant_id, user_id))
+        if row is None:
+            return MembershipState(None, removed=False)
+        if row.removed_at is not None:
+            return MembershipState(None, removed=True)
+        return MembershipState(self._member(tenant_id, user_id, row), removed=False)
+
+    async def add(self, tenant_id: uuid.UUID, user_id: str, role: Role) -> Member:
+        self._write("members.add")
+        if tenant_id not in self._s.tenants or user_id not in self._s.users:
+            raise Conflict("conflicting change: ForeignKeyViolationError")
+        key = (tenant_id, user_id)
+        row = self._s.members.get(key)
+        if row is not None and row.removed_at is None:
+            raise Conflict("already a member of this workspace")
+        # New, or a removed member reinstated (role reset, joined again now).
+        row = MemberRow(role=role, joined_at=self._now())
+        self._s.members[key] = row
+        return self._member(tenant_id, user_id, row)
+
+    async def list(self, tenant_id: uuid.UUID, *, limit: int, after: str | None) -> list[Member]:
+        self._read("members.list")
+        found = sorted(
+            (user_id, row)
+            for (t, user_id), row in self._s.members.items()
+            if t == tenant_id and row.removed_at is None and (after is None or user_id > after)
+        )
+        return [self._member(tenant_id, user_id, row) for user_id, row in found[:limit]]
+
+    async def set_role(self, tenant_id: uuid.UUID, user_id: str, role: Role) -> Member | None:
+        self._write("members.set_role")
+        row = self._s.members.get((tenant_id, user_id))
+        if row is None or row.removed_at is not None:
+            return None
+        row.role = role
+        return self._member(tenant_id, user_id, row)
+
+    async def count_owners(self, tenant_id: uuid.UUID) -> int:
+        self._read("members.count_owners")
+        return sum(
+            1
+            for (t, _), row in self._s.members.items()
+            if t == tenant_id and row.role is Role.OWNER and row.removed_at is None
+        )
+
+    async def remove(self, tenant_id: uuid.UUID, user_id: str, *, ban: bool) -> bool:
+        self._write("members.remove")
+        key = (tenant_id, user_id)
+        row = self._s.members.get(key)
+        if row is None or row.removed_at is not None:
+            return False
+        if ban:
+            row.removed_at = self._now()
+        else:
+            del self._s.members[key]
+        return True
+
+
+class InMemoryChannelRepo(_Repo):
+    def _name_taken(self, channel: Channel) -> bool:
+        return any(
+            c.tenant_id == channel.tenant_id and c.id != channel.id and c.name.lower() == channel.name.lower()
+            for c in self._s.channels.values()
+        )
+
+    async def add(self, channel: Channel) -> None:
+        self._write("channels.add")
+        if channel.id in self._s.channels:
+            raise Conflict("duplicate channel id")
+        if channel.tenant_id not in self._s.tenants or (
+            channel.created_by is not None and channel.created_by not in self._s.users
+        ):
+            raise Conflict("conflicting change: ForeignKeyViolationError")
+        if self._name_taken(channel):
+            raise Conflict(f"a channel named {channel.name!r} already exists")
+        self._s.channels[channel.id] = channel
+
+    async def count(self, tenant_id: uuid.UUID) -> int:
+        self._read("channels.count")
+        return sum(1 for c in self._s.channels.values() if c.tenant_id == tenant_id)
+
+    async def get(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> Channel | None:
+        self._read("channels.get")
+        channel = self._s.channels.get(channel_id)
+        return channel if channel is not None and channel.tenant_id == tenant_id else None
+
+    async def list_visible(self, tenant_id: uuid.UUID, user_id: str) -> list[Channel]:
+        self._read("channels.list_visible")
+        visible = [
+            c
+            for c in self._s.channels.values()
+            if c.tenant_id == tenant_id and (not c.is_private or (c.id, user_id) in self._s.channel_members)
+        ]
+        return sorted(visible, key=lambda c: c.name.lower())
+
+    async def update(self, channel: Channel) -> None:
+        self._write("channels.update")
+        old = self._s.channels.get(channel.id)
+        if old is None or old.tenant_id != channel.tenant_id:
+            return
+        if self._name_taken(channel):
+            raise Conflict(f"a channel named {channel.name!r} already exists")
+        self._s.channels[channel.id] = replace(old, name=channel.name, topic=channel.topic)
+
+    async def delete(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> bool:
+        self._write("channels.delete")
+        for message_id in [
+            m.id for m in self._s.messages.values() if m.tenant_id == tenant_id and m.channel_id == channel_id
+        ]:
+            del self._s.messages[message_id]
+        channel = self._s.channels.get(channel_id)
+        if channel is None or channel.tenant_id != tenant_id:
+            return False
+        del self._s.channels[channel_id]
+        for key in [k for k in self._s.channel_members if k[0] == channel_id]:  # ON DELETE CASCADE
+            del self._s.channel_members[key]
+        return True
+
+    async def member_role(self, channel_id: uuid.UUID, user_id: str) -> Role | None:
+        self._read("channels.member_role")
+        row = self._s.channel_members.get((channel_id, user_id))
+        return row.role if row is not None else None
+
+    async def add_member(self, tenant_id: uuid.UUID, channel_id: uuid.UUID, user_id: str, role: Role) -> bool:
+        self._write("channels.add_member")
+        if (
+            channel_id not in self._s.channels
+            or user_id not in self._s.users
+            or tenant_id not in self._s.tenants
+        ):
+            raise Conflict("conflicting change: ForeignKeyViolationError")
+        key = (channel_id, user_id)
+        if key in self._s.channel_members:
+            return False
+        self._s.channel_members[key] = ChannelMemberRow(tenant_id, role, self._now())
+        return True
+
+    async def remove_member(self, channel_id: uuid.UUID, user_id: str) -> bool:
+        self._write("channels.remove_member")
+        return self._s.channel_members.pop((channel_id, user_id), None) is not None
+
+    async def members(self, channel_id: uuid.UUID) -> list[ChannelMember]:
+        self._read("channels.members")
+        found = [
+            ChannelMember(c, user_id, self._s.users[user_id].display_name, row.role, row.joined_at)
+            for (c, user_id), row in self._s.channel_members.items()
+            if c == channel_id
+        ]
+        return sorted(found, key=lambda m: (m.joined_at, m.user_id))
+
+    async def remove_user_everywhere(self, tenant_id: uuid.UUID, user_id: str) -> None:
+        self._write("channels.remove_user_everywhere")
+        for key in [
+            k for k, row in self._s.channel_members.items() if k[1] == user_id and row.tenant_id == tenant_id
+        ]:
+            del self._s.channel_members[key]
+
+
+class InMemoryMessageRepo(_Repo):
+    async def page(
+        self, channel_id: uuid.UUID, *, before: int | None, after: int | None, limit: int
+    ) -> list[Message]:
+        self._read("messages.page")
+        forward = after is not None and before is None  # as the PostgreSQL store: _PAGE_FORWARD
+        found = [
+            m
+            for m in self._s.messages.values()
+            if m.channel_id == channel_id
+            and (before is None or m.id < before)
+            and (after is None or m.id > after)
+        ]
+        found.sort(key=lambda m: m.id, reverse=not forward)
+        # Rows keep the sender's name as it was at send time (sql/0003), like the log's copy.
+        return found[:limit]
+
+
+class InMemoryOutbox(_Repo):
+    async def add(self, event: DomainEvent) -> None:
+        self._write("outbox.add")
+        if event.id in self._s.outbox:
+            raise Conflict("duplicate outbox event id")
+        self._s.outbox[event.id] = event
+
+
+class InMemoryTransaction:
+    def __init__(self, store: InMemoryStore, *, writable: bool) -> None:
+        self.tenants = InMemoryTenantRepo(store, writable=writable)
+        self.users = InMemoryUserRepo(store, writable=writable)
+        self.members = InMemoryMemberRepo(store, writable=writable)
+        self.channels = InMemoryChannelRepo(store, writable=writable)
+        self.messages = InMemoryMessageRepo(store, writable=writable)
+        self.outbox = InMemoryOutbox(store, writable=writable)
+
+
+class InMemoryStore:
+    def __init__(self, clock: FixedClock | None = None) -> None:
+        self.clock = clock or FixedClock()
+        self.state = State()
+        self.commits = 0
+        self.rollbacks = 0
+        self._in_transaction = False
+        self._lock = asyncio.Lock()
+        self._failures: dict[str, Exception] = {}
+        self.before_next_transaction: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._in_transaction
+
+    def fail_next(self, op: str, exc: Exception | None = None) -> None:
+        """Make the next call of ``op`` (e.g. ``"outbox.add"``) raise ``exc`` (default: Unavailable)."""
+        self._failures[op] = exc or Unavailable(f"PostgreSQL: injected failure in {op}")
+
+    def _maybe_fail(self, op: str) -> None:
+        exc = self._failures.pop(op, None)
+        if exc is not None:
+            raise exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[InMemoryTransaction]:
+        hook, self.before_next_transaction = self.before_next_transaction, None
+        if hook is not None:
+            await hook()  # e.g. a rival request that commits just before this transaction begins
+        async with self._lock:
+            snapshot = copy.deepcopy(self.state)
+            self._in_transaction = True
+            try:
+                yield InMemoryTransaction(self, writable=True)
+            except BaseException:
+                self.state = snapshot
+                self.rollbacks += 1
+                raise
+            finally:
+                self._in_transaction = False
+            self.commits += 1
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[InMemoryTransaction]:
+        yield InMemoryTransaction(self, writable=False)
+
+    # -- helpers for tests and the other fakes ------------------------------------------------------
+    def outbox_events(self) -> list[DomainEvent]:
+        return list(self.state.outbox.values())
+
+    def member_row(self, tenant_id: uuid.UUID, user_id: str) -> MemberRow | None:
+        return self.state.members.get((tenant_id, user_id))
+
+    def channel_ids_of(self, user_id: str) -> set[uuid.UUID]:
+        return {c for c, u in self.state.channel_members if u == user_id}
+
+
+# -- message log ------------------------------------------------------------------------------------
+
+
+class FakeMessageLog:
+    """The durable message log: ids are stream sequences; the persist worker is ``persist_up_to``."""
+
+    def __init__(self, store: InMemoryStore, *, first_id: int = 1) -> None:
+        self._store = store
+        self._next_id = first_id
+        self.stream: dict[int, Message] = {}
+        self.floor = 0  # every id at or below it is persisted (the persist consumer's ack floor)
+        self.forgotten: list[tuple[uuid.UUID, uuid.UUID]] = []
+        self.fail_with: EchonatsError | None = None
+        self._dedupe: dict[tuple[uuid.UUID, str, str], int] = {}
+
+    async def append(self, message: NewMessage) -> Appended:
+        if self.fail_with is not None:
+            raise self.fail_with
+        key = None
+        if message.nonce is not None:
+            key = (message.channel_id, message.sender_id, message.nonce)
+            if key in self._dedupe:
+                return Appended(self._dedupe[key], duplicate=True)
+        message_id = self._next_id
+        self._next_id += 1
+        self.stream[message_id] = Message(
+            id=message_id,
+            tenant_id=message.tenant_id,
+            channel_id=message.channel_id,
+            sender_id=message.sender_id,
+            sender_display_name=message.sender_display_name,
+            body=message.body,
+            nonce=message.nonce,
+            created_at=message.created_at,
+        )
+        if key is not None:
+            self._dedupe[key] = message_id
+        return Appended(message_id, duplicate=False)
+
+    async def get(self, message_id: int) -> Message | None:
+        return self.stream.get(message_id)
+
+    async def unpersisted(
+        self,
+        tenant_id: uuid.UUID,
+        channel_id: uuid.UUID,
+        *,
+        after: int | None,
+        before: int | None,
+        limit: int,
+        newest: bool,
+    ) -> list[Message]:
+        start = max(self.floor, after or 0)
+        found = [
+            m
+            for message_id, m in sorted(self.stream.items())
+            if message_id > start
+            and (before is None or message_id < before)
+            and m.tenant_id == tenant_id
+            and m.channel_id == channel_id
+        ]
+        return found[-limit:] if newest else found[:limit]
+
+    async def forget_channel(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None:
+        self.forgotten.append((tenant_id, channel_id))
+        for message_id in [
+            i for i, m in self.stream.items() if m.tenant_id == tenant_id and m.channel_id == channel_id
+        ]:
+            del self.stream[message_id]
+
+    # -- the persist worker -------------------------------------------------------------------------
+    def persist_up_to(self, message_id: int) -> None:
+        """Store every logged message with an id <= ``message_id`` and move the floor there."""
+        for i, m in self.stream.items():
+            if self.floor < i <= message_id:
+                self._store.state.messages[i] = m
+        self.floor = max(self.floor, min(message_id, self.last_id))  # acks cannot pass the tail
+
+    def persist_all(self) -> None:
+        self.persist_up_to(self._next_id - 1)
+
+    @property
+    def last_id(self) -> int:
+        return self._next_id - 1
+
+
+# -- events -----------------------------------------------------------------------------------------
+
+
+class RecordingPublisher:
+    """Records published events and, like the real publisher, forgets their outbox rows."""
+
+    def __init__(
+        self,
+        store: InMemoryStore | None = None,
+        *,
+        on_publish: Callable[[Sequence[DomainEvent]], None] | None = None,
+    ) -> None:
+        self._store = store
+        self.on_publish = on_publish
+        self.published: list[DomainEvent] = []
+        self.attempts = 0
+        self.during_transaction: list[bool] = []  # per attempt: was a store transaction open?
+        self.fail_with: EchonatsError | None = None
+
+    def fail(self, exc: EchonatsError | None = None) -> None:
+        self.fail_with = exc or Unavailable("events not published yet: NATS unreachable")
+
+    async def publish(self, events: Sequence[DomainEvent]) -> None:
+        self.attempts += 1
+        if self._store is not None:
+            self.during_transaction.append(self._store.in_transaction)
+        if self.on_publish is not None:
+            self.on_publish(events)
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.published.extend(events)
+        if self._store is not None:
+            for event in events:
+                self._store.state.outbox.pop(event.id, None)
+
+    @property
+    def types(self) -> list[str]:
+        return [e.type for e in self.published]
+
+    def clear(self) -> None:
+        """Forget what was recorded so far (attempts included)."""
+        self.published.clear()
+        self.during_transaction.clear()
+        self.attempts = 0
+
+
+# -- a wired-up world -------------------------------------------------------------------------------
+
+PLATFORM_ADMIN = Principal(
+    user_id="platform-admin",
+    tenant_id=None,
+    display_name="Platform admin",
+    roles=frozenset({PLATFORM_ADMIN_ROLE}),
+)
+
+
+def principal(user_id: str, tenant_id: uuid.UUID | None, display_name: str | None = None) -> Principal:
+    return Principal(
+        user_id=user_id,
+        tenant_id=tenant_id,
+        display_name=display_name or user_id.title(),
+        email=f"{user_id}@example.com",
+    )
+
+
+@dataclass
+class Harness:
+    """The use cases wired to the fakes, with shortcuts for the usual setup."""
+
+    clock: FixedClock
+    store: InMemoryStore
+    log: FakeMessageLog
+    publisher: RecordingPublisher
+    services: Services
+
+    @classmethod
+    def build(cls, *, first_message_id: int = 1) -> Harness:
+        clock = FixedClock()
+        store = InMemoryStore(clock)
+        log = FakeMessageLog(store, first_id=first_message_id)
+        publisher = RecordingPublisher(store)
+        services = Services.build(store=store, log=log, publisher=publisher, clock=clock)
+        return cls(clock, store, log, publisher, services)
+
+    async def new_tenant(self, name: str = "Acme") -> Caller:
+        """A tenant and its owner, as a resolved caller."""
+        created = await self.services.membership.create_tenant(
+            PLATFORM_ADMIN, name=name, admin_email="owner@example.com", admin_display_name="Owner"
+        )
+        return await self.services.membership.resolve(
+            principal(created.admin.user_id, created.tenant.id, "Owner")
+        )
+
+    async def member(self, tenant: Caller, user_id: str, role: Role = Role.MEMBER) -> Caller:
+        """A user of ``tenant``'s workspace (provisioned on first resolve), with ``role``."""
+        caller = await self.services.membership.resolve(principal(user_id, tenant.tenant_id))
+        if role is not Role.MEMBER:
+            await self.services.membership.change_role(tenant, user_id, role)
+            caller = await self.services.membership.resolve(caller.principal)
+        return caller
+
+    async def resolve(self, caller: Caller) -> Caller:
+        return await self.services.membership.resolve(caller.principal)
