@@ -139,6 +139,7 @@ def create_gateway_app(settings: Settings) -> Litestar:
                 app.state.resources = resources
                 app.state.services = services
                 app.state.realtime = realtime
+                app.state.presence_store = realtime.presence.store
                 app.state.verifier = verifier
                 app.state.admin_token = settings.auth.admin_token
                 app.state.probes = resources.probes(settings.gateway.ready_timeout_s)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class PresenceTracker:
     def __init__(self, store: PresenceStore, nc: NatsClient, *, heartbeat_s: float) -> None:
-        self._store = store
+        self.store = store
         self._nc = nc
         self._heartbeat_s = heartbeat_s
         self._connections: set[Connection] = set()
@@ -43,7 +43,7 @@ class PresenceTracker:
     async def connected(self, conn: Connection) -> None:
         self._connections.add(conn)
         try:
-            change = await self._store.connect(_beat(conn))
+            change = await self.store.connect(_beat(conn))
         except Unavailable as exc:
             log.warning("presence not updated: %s", exc.message)  # best effort: chat goes on
             return
@@ -52,7 +52,7 @@ class PresenceTracker:
     async def disconnected(self, conn: Connection) -> None:
         self._connections.discard(conn)
         try:
-            change = await self._store.disconnect(conn.tenant_id, conn.user_id, conn.id)
+            change = await self.store.disconnect(conn.tenant_id, conn.user_id, conn.id)
         except Unavailable as exc:
             log.warning("presence not updated: %s", exc.message)
             return
@@ -71,7 +71,7 @@ class PresenceTracker:
             if not self._connections:
                 continue
             try:
-                changes = await self._store.heartbeat([_beat(c) for c in self._connections])
+                changes = await self.store.heartbeat([_beat(c) for c in self._connections])
             except Unavailable as exc:
                 log.warning("presence heartbeat failed: %s", exc.message)
                 continue

@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated
 
 from litestar import Controller, delete, get, patch, post
+from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
@@ -16,6 +17,7 @@ from echonats.core.base import Caller
 from echonats.core.messaging import DEFAULT_PAGE, MAX_PAGE
 from echonats.core.ports import TenantLimits
 from echonats.core.services import Services
+from echonats.errors import ValidationFailed
 from echonats.gateway import schemas as s
 from echonats.gateway.errors import ErrorResponse
 from echonats.model import Principal
@@ -40,6 +42,10 @@ COMMON = (400, 401, 403, 503)
 UserIdPath = Annotated[str, Parameter(min_length=1, max_length=255)]
 PageLimit = Annotated[int, Parameter(ge=1, le=MAX_PAGE, description="Page size, 1..100")]
 Cursor = Annotated[int | None, Parameter(ge=0, description="A message id")]
+MAX_PRESENCE_IDS = 200
+UserIdList = Annotated[
+    list[str], Parameter(query="userIds", description="Comma-separated (or repeated) user ids", max_items=200)
+]
 
 
 class AdminController(Controller):
@@ -144,6 +150,23 @@ class MembersController(Controller):
     )
     async def leave(self, caller: Caller, services: Services) -> None:
         await services.membership.leave(caller)
+
+
+class PresenceController(Controller):
+    path = "/api/v1/presence"
+    tags = ["presence"]
+
+    @get(
+        "/", responses=_errors(*COMMON, 422), summary="Presence of up to 200 users of the caller's workspace"
+    )
+    async def presence(self, caller: Caller, state: State, user_ids: UserIdList) -> s.PresenceList:
+        ids = list(dict.fromkeys(i.strip() for part in user_ids for i in part.split(",") if i.strip()))
+        if not 1 <= len(ids) <= MAX_PRESENCE_IDS:
+            raise ValidationFailed(
+                f"userIds must name 1..{MAX_PRESENCE_IDS} users", details={"field": "userIds"}
+            )
+        statuses = await state.presence_store.statuses(caller.tenant_id, ids)
+        return s.PresenceList(items=[s.PresenceOut(user_id=i, status=statuses[i].value) for i in ids])
 
 
 class ChannelsController(Controller):
@@ -259,4 +282,4 @@ class ChannelsController(Controller):
         return s.MessagePage.of(page)
 
 
-CONTROLLERS = [AdminController, MembersController, ChannelsController]
+CONTROLLERS = [AdminController, MembersController, PresenceController, ChannelsController]

@@ -193,3 +193,12 @@ class MessagePage(Response):
         return cls(
             items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor, has_more=page.has_more
         )
+
+
+class PresenceOut(Response):
+    user_id: str
+    status: str
+
+
+class PresenceList(Response):
+    items: list[PresenceOut]
