@@ -159,6 +159,15 @@ class RealtimeSettings:
             maximum=16_777_216,
         ),
     )
+    socket_send_buffer: int = field(
+        default=131072,
+        metadata=_env(
+            "ECHONATS_WS_SOCKET_SNDBUF",
+            "Kernel send buffer per client socket, bytes (0: autotuning, up to MBs per slow client).",
+            minimum=0,
+            maximum=16_777_216,
+        ),
+    )
     replay_limit: int = field(
         default=5000,
         metadata=_env(

@@ -46,6 +46,7 @@ class Connection:
         self._wakeup = asyncio.Event()
         self._closing: tuple[int, str] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
 
     @property
     def user_id(self) -> str:
@@ -79,25 +80,31 @@ class Connection:
         self._wakeup.set()
 
     def close(self, code: int, reason: str) -> None:
-        """Ask the writer to flush nothing more and close the socket with this code."""
-        if self._closing is None:
-            self._closing = (code, reason)
-            self._queue.clear()
-            self._wakeup.set()
+        """Drop what is queued and close the socket with this code, without waiting for the peer."""
+        if self._closing is not None:
+            return
+        self._closing = (code, reason)
+        self._queue.clear()
+        # The writer may be stuck waiting for a peer that does not read; it will never finish that
+        # send, so it is cancelled and the close frame goes out from a task of its own (the server
+        # aborts the TCP connection if the peer does not answer the close within its timeout).
+        if self._writer is not None:
+            self._writer.cancel()
+        self._closer = asyncio.create_task(self._send_close(code, reason), name=f"ws-close-{self.id}")
+
+    async def _send_close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
     async def _write_loop(self) -> None:
         try:
             while True:
                 await self._wakeup.wait()
                 self._wakeup.clear()
-                while self._queue and self._closing is None:
+                while self._queue:
                     await self._send({"type": "websocket.send", "text": self._queue.popleft(), "bytes": None})
-                if self._closing is not None:
-                    code, reason = self._closing
-                    await self._send({"type": "websocket.close", "code": code, "reason": reason})
-                    return
         except (OSError, RuntimeError, asyncio.CancelledError):
-            # The peer is gone (or we are shutting down): nothing left to deliver to it.
+            # The peer is gone, we are closing it, or shutting down: nothing left to deliver.
             return
         except Exception:
             log.debug("writer stopped", exc_info=True, extra={"connection_id": self.id})
@@ -107,3 +114,6 @@ class Connection:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        if self._closer is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._closer, timeout=15)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import uvicorn
 from litestar.types import ASGIApp
 
@@ -33,11 +35,30 @@ def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
     )
 
 
+def listening_socket(settings: Settings) -> socket.socket:
+    """The gateway's listening socket. Accepted client sockets inherit its send buffer size: a fixed
+    buffer bounds what one slow client can pin in the kernel (autotuning lets it grow to ~4 MB on
+    Linux), so the per-connection queue, not the kernel, decides when a client is too slow."""
+    family = socket.AF_INET6 if ":" in settings.gateway.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if settings.realtime.socket_send_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.realtime.socket_send_buffer)
+    sock.bind((settings.gateway.host, settings.gateway.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve_gateway(settings: Settings) -> int:
     from echonats.bootstrap import create_gateway_app
 
     check_gateway_settings(settings)
     server = uvicorn.Server(uvicorn_config(create_gateway_app(settings), settings))
-    server.run()
+    sock = listening_socket(settings)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     # uvicorn swallows lifespan start-up failures into should_exit; report them as a failure exit.
     return 0 if server.started else 1

@@ -23,7 +23,6 @@ from nats.aio.client import Client as NatsClient
 from echonats import metrics
 from echonats.adapters import subjects
 from echonats.adapters.records import TypingRecord, message_encoder
-from echonats.core.base import Caller
 from echonats.core.ports import TypingThrottle
 from echonats.core.services import Services
 from echonats.errors import EchonatsError, Forbidden, Unauthenticated, Unavailable
@@ -65,42 +64,47 @@ async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
     state: State = socket.app.state
     realtime: Realtime = state.realtime
     token = socket.query_params.get("token") or bearer_token(socket.headers.get("authorization"))
-    await socket.accept()
     try:
         principal = await authenticate(token, state)
         caller = await realtime.services.membership.resolve(principal)
-    except Unauthenticated as exc:
-        await socket.close(CLOSE_UNAUTHORIZED, exc.message[:120])
+    except (Unauthenticated, Forbidden, Unavailable) as exc:
+        await socket.accept()  # close codes reach browsers; a refused upgrade's status does not
+        await socket.close(*_close_for(exc))
         return
-    except Forbidden as exc:
-        await socket.close(CLOSE_FORBIDDEN, exc.message[:120])
-        return
-    except Unavailable:
-        await socket.close(CLOSE_TRY_AGAIN_LATER, "try again later")
-        return
-    await _serve(socket, realtime, caller)
-
-
-async def _serve(socket: WebSocket[Any, Any, Any], realtime: Realtime, caller: Caller) -> None:
     conn = Connection(caller, socket.send, max_queue=realtime.send_queue)
-    conn.start()
+    # Register before completing the handshake: once a client is connected, it is reachable.
     await realtime.hub.attach(conn)
-    await realtime.presence.connected(conn)
     try:
-        while not conn.closing:
-            event = await socket.receive()
-            if event["type"] != "websocket.receive":
-                break
-            conn.last_active = time.time()
-            text = event.get("text")
-            if text is None:
-                conn.offer(_bad_frame("frames must be JSON text frames"))
-                continue
-            await _handle(conn, realtime, text)
+        await socket.accept()
+        conn.start()
+        await realtime.presence.connected(conn)
+        await _read_frames(socket, realtime, conn)
     finally:
         await realtime.hub.detach(conn)
         await realtime.presence.disconnected(conn)
         await conn.stop()
+
+
+def _close_for(exc: EchonatsError) -> tuple[int, str]:
+    """The one place handshake failures become close codes."""
+    if isinstance(exc, Unauthenticated):
+        return CLOSE_UNAUTHORIZED, exc.message[:120]
+    if isinstance(exc, Forbidden):
+        return CLOSE_FORBIDDEN, exc.message[:120]
+    return CLOSE_TRY_AGAIN_LATER, "try again later"
+
+
+async def _read_frames(socket: WebSocket[Any, Any, Any], realtime: Realtime, conn: Connection) -> None:
+    while not conn.closing:
+        event = await socket.receive()
+        if event["type"] != "websocket.receive":
+            return
+        conn.last_active = time.time()
+        text = event.get("text")
+        if text is None:
+            conn.offer(_bad_frame("frames must be JSON text frames"))
+            continue
+        await _handle(conn, realtime, text)
 
 
 async def _handle(conn: Connection, realtime: Realtime, text: str) -> None:

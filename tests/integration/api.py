@@ -43,6 +43,12 @@ class Workspace:
     def owner(self) -> dict[str, str]:
         return self.as_user(self.owner_id, "Owner")
 
+    async def set_limits(self, admin_token: str, **limits: int) -> None:
+        response = await self.client.patch(
+            f"/api/v1/admin/tenants/{self.tenant_id}", json=limits, headers=bearer(admin_token)
+        )
+        assert response.status_code == 200, response.text
+
     async def channel(self, name: str, *, private: bool = False, by: str | None = None) -> str:
         headers = self.as_user(by) if by else self.owner
         response = await self.client.post(

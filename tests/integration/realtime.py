@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from echonats.bootstrap import create_gateway_app
-from echonats.gateway.server import uvicorn_config
+from echonats.gateway.server import listening_socket, uvicorn_config
 from echonats.settings import Settings, with_overrides
 from echonats.stack import free_port
 
@@ -28,7 +28,8 @@ async def serve_gateway(settings: Settings) -> AsyncIterator[str]:
     gateway = with_overrides(settings, gateway=type(settings.gateway)(host="127.0.0.1", port=port))
     server = uvicorn.Server(uvicorn_config(create_gateway_app(gateway), gateway))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
+    sock = listening_socket(gateway)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(30):
             while not server.started:
@@ -40,6 +41,7 @@ async def serve_gateway(settings: Settings) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+        sock.close()
 
 
 @contextmanager
