@@ -18,6 +18,8 @@ from litestar.types import Send
 from prometheus_client import Counter
 
 from echonats.core.base import Caller
+from echonats.gateway import protocol as p
+from echonats.model import Message
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,39 @@ class Connection:
             return
         except Exception:
             log.debug("writer stopped", exc_info=True, extra={"connection_id": self.id})
+
+    # -- what the fanout hub hands over; this class speaks the JSON protocol, others override --------
+    # ``shared`` is one dict per fanned-out item: the first socket of a protocol renders into it
+    # and every other socket reuses the result, so each message is encoded once per protocol.
+    def send_message(self, message: Message, shared: dict[str, str]) -> None:
+        frame = shared.get("json")
+        if frame is None:
+            frame = shared["json"] = p.encode(p.MessageFrame.of(message))
+        self.offer(frame)
+
+    def send_typing(
+        self, channel_id: uuid.UUID, user_id: str, display_name: str, shared: dict[str, str]
+    ) -> None:
+        frame = shared.get("json")
+        if frame is None:
+            frame = shared["json"] = p.encode(
+                p.TypingFrame(channel_id=channel_id, user_id=user_id, payload=p.TypingPayload(display_name))
+            )
+        self.offer(frame, ephemeral=True)
+
+    def send_presence(self, user_id: str, status: str, shared: dict[str, str]) -> None:
+        frame = shared.get("json")
+        if frame is None:
+            frame = shared["json"] = p.encode(
+                p.PresenceFrame(user_id=user_id, payload=p.PresencePayload(status))
+            )
+        self.offer(frame, ephemeral=True)
+
+    def send_subscribed(self, channel_id: uuid.UUID) -> None:
+        self.offer(p.encode(p.Subscribed(channel_id=channel_id)))
+
+    def send_resync_required(self, channel_id: uuid.UUID) -> None:
+        self.offer(p.encode(p.ResyncRequired(channel_id=channel_id)))
 
     async def stop(self) -> None:
         if self._writer is not None and not self._writer.done():

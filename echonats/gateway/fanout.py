@@ -23,7 +23,6 @@ from echonats.adapters import subjects
 from echonats.adapters.jetstream import NATS_ERRORS, JetStreamMessageLog
 from echonats.adapters.records import message_decoder, typing_decoder
 from echonats.errors import EchonatsError
-from echonats.gateway import protocol as p
 from echonats.gateway.connection import Connection
 from echonats.model import Message
 from echonats.workers.presence import presence_decoder
@@ -52,8 +51,8 @@ class _Channel:
     tenant_id: uuid.UUID
     channel_id: uuid.UUID
     sockets: set[Connection] = field(default_factory=set)
-    # Sockets replaying history (`since`): live frames wait here until their replay is done.
-    replaying: dict[Connection, list[tuple[int, str]]] = field(default_factory=dict)
+    # Sockets replaying history (`since`): live messages wait here until their replay is done.
+    replaying: dict[Connection, list[Message]] = field(default_factory=dict)
     subscriptions: list[Subscription] = field(default_factory=list)
     last_id: int | None = None
 
@@ -98,26 +97,26 @@ class Hub:
     async def subscribe(self, conn: Connection, channel_id: uuid.UUID, since: int | None) -> None:
         """Start delivering a channel to ``conn``; with ``since``, first replay every later message."""
         if channel_id in conn.channels:
-            conn.offer(p.encode(p.Subscribed(channel_id=channel_id)))
+            conn.send_subscribed(channel_id)
             return
         channel = await self._channel(conn.tenant_id, channel_id)
         conn.channels.add(channel_id)
         if since is None:
             channel.sockets.add(conn)
-            conn.offer(p.encode(p.Subscribed(channel_id=channel_id)))
+            conn.send_subscribed(channel_id)
             return
         channel.replaying[conn] = []
         try:
-            conn.offer(p.encode(p.Subscribed(channel_id=channel_id)))
+            conn.send_subscribed(channel_id)
             delivered = await self._replay(conn, channel, since)
         finally:
             buffered = channel.replaying.pop(conn, [])
         if delivered is None:
-            conn.offer(p.encode(p.ResyncRequired(channel_id=channel_id)))
+            conn.send_resync_required(channel_id)
             delivered = channel.last_id or since
-        for message_id, frame in buffered:
-            if message_id > delivered:
-                conn.offer(frame)
+        for message in buffered:
+            if message.id > delivered:
+                conn.send_message(message, {})
         if channel_id in conn.channels:  # not unsubscribed meanwhile
             channel.sockets.add(conn)
 
@@ -132,7 +131,7 @@ class Hub:
             return None
         last = since
         for message in messages:
-            conn.offer(p.encode(p.MessageFrame.of(message)))
+            conn.send_message(message, {})
             last = message.id
         return last
 
@@ -205,12 +204,12 @@ class Hub:
                 self._deliver(channel, message)
 
     def _deliver(self, channel: _Channel, message: Message) -> None:
-        frame = p.encode(p.MessageFrame.of(message))  # once, whatever the number of sockets
+        shared: dict[str, str] = {}  # each protocol's frame is encoded once, however many sockets
         channel.last_id = message.id
         for conn in channel.sockets:
-            conn.offer(frame)
+            conn.send_message(message, shared)
         for buffer in channel.replaying.values():
-            buffer.append((message.id, frame))
+            buffer.append(message)
         broadcast_total.inc(len(channel.sockets))
 
     def _on_typing(self, channel: _Channel, msg: Msg) -> None:
@@ -218,16 +217,10 @@ class Hub:
             record = typing_decoder.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return
-        frame = p.encode(
-            p.TypingFrame(
-                channel_id=channel.channel_id,
-                user_id=record.user_id,
-                payload=p.TypingPayload(record.display_name),
-            )
-        )
+        shared: dict[str, str] = {}
         for conn in channel.sockets:
             if conn.user_id != record.user_id:  # not echoed to the typist
-                conn.offer(frame, ephemeral=True)
+                conn.send_typing(channel.channel_id, record.user_id, record.display_name, shared)
 
     async def _on_presence(self, msg: Msg) -> None:
         try:
@@ -237,9 +230,9 @@ class Hub:
         tenant = self._tenants.get(record.tenant_id)
         if tenant is None:
             return
-        frame = p.encode(p.PresenceFrame(user_id=record.user_id, payload=p.PresencePayload(record.status)))
+        shared: dict[str, str] = {}
         for conn in tenant.sockets:
-            conn.offer(frame, ephemeral=True)
+            conn.send_presence(record.user_id, record.status, shared)
 
     async def close(self) -> None:
         for channel in list(self._channels.values()):
