@@ -71,9 +71,10 @@ async def _close_nats(nc: NatsClient) -> None:
         return
     try:
         await nc.drain()
-    except Exception:
-        log.warning("NATS drain failed; closing", exc_info=True)
-        await nc.close()
+    except Exception as exc:  # shutting down: a failed drain must not mask the exit reason
+        log.warning("NATS drain failed (%r); closing", exc)
+        with contextlib.suppress(Exception):
+            await nc.close()
 
 
 async def prepare_streams(settings: Settings, resources: Resources) -> None:

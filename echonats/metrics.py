@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -26,4 +26,11 @@ http_request_seconds = Histogram(
     "HTTP request duration",
     ["method", "route", "status"],
     buckets=LATENCY_BUCKETS,
+)
+rate_limited = Counter("echonats_rate_limited_total", "Sends refused by rate limits", ["transport"])
+consumer_pending = Gauge(
+    "echonats_jetstream_consumer_pending", "Messages not yet delivered to a JetStream consumer", ["consumer"]
+)
+consumer_ack_pending = Gauge(
+    "echonats_jetstream_consumer_ack_pending", "Messages delivered but not yet acknowledged", ["consumer"]
 )

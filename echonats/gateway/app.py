@@ -14,6 +14,7 @@ from echonats import __version__
 from echonats.gateway.auth import AUTH_DEPENDENCIES
 from echonats.gateway.errors import EXCEPTION_HANDLERS
 from echonats.gateway.health import health, metrics, ready
+from echonats.gateway.observability import request_metrics_middleware
 from echonats.gateway.routes import CONTROLLERS
 from echonats.gateway.ws import chat_socket
 
@@ -28,6 +29,7 @@ def build_app(
         route_handlers=[health, ready, metrics, chat_socket, *CONTROLLERS],
         dependencies=AUTH_DEPENDENCIES,
         lifespan=list(lifespan),
+        middleware=[request_metrics_middleware],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=MAX_REQUEST_BODY_BYTES,
         openapi_config=OpenAPIConfig(

@@ -10,7 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from echonats import errors
+from echonats import errors, metrics
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def handle_domain_error(_: Request[Any, Any, Any], exc: errors.EchonatsError) ->
     if isinstance(exc, errors.Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="echonats"'
     if isinstance(exc, errors.RateLimited):
+        metrics.rate_limited.labels("rest").inc()
         headers["Retry-After"] = str(max(1, -(-exc.retry_after_ms // 1000)))
         headers["X-RateLimit-Limit"] = str(exc.limit)
         headers["X-RateLimit-Remaining"] = str(exc.remaining)

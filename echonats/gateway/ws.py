@@ -25,7 +25,7 @@ from echonats.adapters import subjects
 from echonats.adapters.records import TypingRecord, message_encoder
 from echonats.core.ports import TypingThrottle
 from echonats.core.services import Services
-from echonats.errors import EchonatsError, Forbidden, Unauthenticated, Unavailable
+from echonats.errors import EchonatsError, Forbidden, RateLimited, Unauthenticated, Unavailable
 from echonats.gateway import protocol as p
 from echonats.gateway.auth import authenticate, bearer_token
 from echonats.gateway.connection import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Connection
@@ -51,7 +51,10 @@ class Realtime:
 
 def error_frame(exc: EchonatsError, ref: str | None = None) -> str:
     """The one place domain errors become WebSocket error frames."""
-    retry_after = exc.retry_after_ms if hasattr(exc, "retry_after_ms") else None
+    retry_after = None
+    if isinstance(exc, RateLimited):
+        retry_after = exc.retry_after_ms
+        metrics.rate_limited.labels("websocket").inc()
     return p.encode(p.ErrorFrame(code=exc.code, message=exc.message, ref=ref, retry_after_ms=retry_after))
 
 
@@ -74,12 +77,15 @@ async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
     conn = Connection(caller, socket.send, max_queue=realtime.send_queue)
     # Register before completing the handshake: once a client is connected, it is reachable.
     await realtime.hub.attach(conn)
+    context = {"connection_id": conn.id, "tenant": str(conn.tenant_id), "user": conn.user_id}
     try:
         await socket.accept()
         conn.start()
+        log.info("websocket connected", extra=context)
         await realtime.presence.connected(conn)
         await _read_frames(socket, realtime, conn)
     finally:
+        log.info("websocket disconnected", extra=context)
         await realtime.hub.detach(conn)
         await realtime.presence.disconnected(conn)
         await conn.stop()

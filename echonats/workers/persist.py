@@ -9,7 +9,9 @@ subject with the reason and is terminated, so it never blocks the stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +20,7 @@ import asyncpg
 import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
@@ -38,6 +41,8 @@ JOIN channels c ON c.id = r.channel_id AND c.tenant_id = r.tenant_id  -- drop me
 ON CONFLICT (id) DO NOTHING
 """
 MAX_ATTEMPTS = 5
+LAG_REPORT_INTERVAL_S = 5.0
+REBIND_AFTER_FAILURES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,28 +96,61 @@ class PersistWorker:
             await self._js.add_consumer(subjects.MESSAGES_STREAM, config)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.ensure_consumer()
-        sub = await self._js.pull_subscribe_bind(subjects.PERSIST_CONSUMER, stream=subjects.MESSAGES_STREAM)
-        backoff = 0.1
+        """Consume until ``stop``; survives NATS outages by binding the consumer again."""
+        backoff = _Backoff()
+        while not stop.is_set():
+            try:
+                await self.ensure_consumer()
+                sub = await self._js.pull_subscribe_bind(
+                    subjects.PERSIST_CONSUMER, stream=subjects.MESSAGES_STREAM
+                )
+            except NATS_ERRORS as exc:
+                log.warning("persist consumer not bound yet, retrying: %r", exc)
+                await _wait(stop, backoff.next())
+                continue
+            try:
+                await self._consume(sub, stop, backoff)
+            finally:
+                # A live pull subscription makes drain() hang: unsubscribe it first.
+                with contextlib.suppress(*NATS_ERRORS):
+                    await sub.unsubscribe()
+
+    async def _consume(
+        self, sub: JetStreamContext.PullSubscription, stop: asyncio.Event, backoff: _Backoff
+    ) -> None:
+        failures = 0
+        next_report = 0.0
+        while not stop.is_set():
+            if time.monotonic() >= next_report:
+                next_report = time.monotonic() + LAG_REPORT_INTERVAL_S
+                await self._report_pending()
+            try:
+                batch = await sub.fetch(self._batch_size, timeout=self._fetch_timeout_s)
+            except TimeoutError:
+                failures = 0
+                continue
+            except NATS_ERRORS as exc:
+                failures += 1
+                log.warning("persist fetch failed (%d in a row): %r", failures, exc)
+                if failures >= REBIND_AFTER_FAILURES:
+                    return  # bind again: the consumer or our subscription may be gone
+                await _wait(stop, backoff.next())
+                continue
+            failures = 0
+            if await self.store(batch):
+                backoff.reset()
+            else:
+                await _wait(stop, backoff.next())
+
+    async def _report_pending(self) -> None:
+        """Export how far behind the consumer is (one API call every few seconds, not per batch)."""
         try:
-            while not stop.is_set():
-                try:
-                    batch = await sub.fetch(self._batch_size, timeout=self._fetch_timeout_s)
-                except TimeoutError:
-                    continue
-                except NATS_ERRORS as exc:
-                    log.warning("persist fetch failed: %r", exc)
-                    await _wait(stop, backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    continue
-                if await self.store(batch):
-                    backoff = 0.1
-                else:
-                    await _wait(stop, backoff)
-                    backoff = min(backoff * 2, 5.0)
-        finally:
-            # A live pull subscription makes drain() hang: unsubscribe it first.
-            await sub.unsubscribe()
+            info = await self._js.consumer_info(subjects.MESSAGES_STREAM, subjects.PERSIST_CONSUMER)
+        except NATS_ERRORS as exc:
+            log.debug("consumer info unavailable: %r", exc)
+            return
+        metrics.consumer_pending.labels(subjects.PERSIST_CONSUMER).set(info.num_pending or 0)
+        metrics.consumer_ack_pending.labels(subjects.PERSIST_CONSUMER).set(info.num_ack_pending or 0)
 
     async def store(self, batch: list[Msg]) -> bool:
         """Write one fetched batch; True when every message was settled (acked or dead-lettered)."""
@@ -185,6 +223,21 @@ class PersistWorker:
         await msg.term()
         metrics.dead_lettered.labels(reason).inc()
         log.error("message %d dead-lettered: %s", msg.metadata.sequence.stream, reason)
+
+
+class _Backoff:
+    def __init__(self, first: float = 0.1, cap: float = 5.0) -> None:
+        self._first = first
+        self._cap = cap
+        self._current = first
+
+    def next(self) -> float:
+        value = self._current
+        self._current = min(self._current * 2, self._cap)
+        return value
+
+    def reset(self) -> None:
+        self._current = self._first
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
