@@ -66,6 +66,8 @@ class _Service:
     process: subprocess.Popen[bytes]
     log_path: Path
     stop_signal: signal.Signals
+    argv: list[str]
+    ready: Callable[[], bool] | None = None
 
 
 def free_port() -> int:
@@ -209,11 +211,43 @@ class LocalStack:
                 start_new_session=True,
                 preexec_fn=set_parent_death_signal,
             )
-        service = _Service(name, process, log_path, stop_signal)
+        service = _Service(name, process, log_path, stop_signal, list(argv))
         self._services.append(service)
         return service
 
+    # -- outages, for fault-injection tests ------------------------------------------------------------
+    def stop_service(self, name: str, *, kill: bool = False) -> None:
+        """Stop one service (SIGKILL with ``kill``), keeping its data and port for ``restart_service``."""
+        service = self._service(name)
+        if service.process.poll() is None:
+            service.process.send_signal(signal.SIGKILL if kill else service.stop_signal)
+        service.process.wait(timeout=STOP_TIMEOUT_S)
+
+    def restart_service(self, name: str) -> None:
+        """Start a stopped service again with the same command line (same port, same data)."""
+        service = self._service(name)
+        if service.process.poll() is None:
+            raise StackError(f"{name} is still running")
+        with open(service.log_path, "ab") as log_file:
+            service.process = subprocess.Popen(
+                service.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=set_parent_death_signal,
+            )
+        if service.ready is not None:
+            self._wait(service, service.ready)
+
+    def _service(self, name: str) -> _Service:
+        for service in self._services:
+            if service.name == name:
+                return service
+        raise StackError(f"no service named {name!r} in this stack")
+
     def _wait(self, service: _Service, ready: Callable[[], bool]) -> None:
+        service.ready = ready
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if service.process.poll() is not None:
