@@ -86,7 +86,7 @@ class PersistWorker:
             durable_name=subjects.PERSIST_CONSUMER,
             ack_policy=js_api.AckPolicy.EXPLICIT,
             deliver_policy=js_api.DeliverPolicy.ALL,
-            ack_wait=10,  # a crashed worker's unacked batch is redelivered within 10 s (inserts are idempotent)
+            ack_wait=10,  # a crashed worker's unacked batch comes back in 10 s (inserts are idempotent)
             max_ack_pending=20_000,
             max_deliver=-1,  # attempts are counted here, so poison goes to the dead-letter subject
         )
