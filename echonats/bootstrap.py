@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -15,6 +15,7 @@ from nats.aio.client import Client as NatsClient
 from echonats.adapters.connections import (
     NatsProbe,
     PostgresProbe,
+    ReconnectListener,
     RedisProbe,
     connect_nats,
     create_pg_pool,
@@ -45,6 +46,7 @@ class Resources:
     nats: NatsClient
     pg: asyncpg.Pool[asyncpg.Record]
     redis: aioredis.Redis
+    reconnect_listeners: list[ReconnectListener] = field(default_factory=list)
 
     def probes(self, timeout_s: float) -> list[DependencyProbe]:
         return [
@@ -56,14 +58,15 @@ class Resources:
 
 @contextlib.asynccontextmanager
 async def open_resources(settings: Settings, *, name: str) -> AsyncIterator[Resources]:
+    listeners: list[ReconnectListener] = []
     async with contextlib.AsyncExitStack() as stack:
-        nc = await connect_nats(settings, name=name)
+        nc = await connect_nats(settings, name=name, reconnect_listeners=listeners)
         stack.push_async_callback(_close_nats, nc)
         pool = await create_pg_pool(settings)
         stack.push_async_callback(pool.close)
         redis_client = create_redis(settings)
         stack.push_async_callback(redis_client.aclose)
-        yield Resources(nats=nc, pg=pool, redis=redis_client)
+        yield Resources(nats=nc, pg=pool, redis=redis_client, reconnect_listeners=listeners)
 
 
 async def _close_nats(nc: NatsClient) -> None:
@@ -101,6 +104,8 @@ async def realtime_for(
 ) -> AsyncIterator[Realtime]:
     rt = settings.realtime
     hub = Hub(resources.nats, JetStreamMessageLog(resources.nats), replay_limit=rt.replay_limit)
+    resources.reconnect_listeners.append(hub.catch_up)
+    await listen_for_revocations(resources.nats, services.access, services.tenant_limits, hub)
     presence_store = RedisPresenceStore(
         resources.redis, ttl_s=rt.presence_ttl_s, idle_after_s=rt.presence_idle_after_s
     )
@@ -135,7 +140,6 @@ def create_gateway_app(settings: Settings) -> Litestar:
                 user_burst=settings.realtime.rate_user_burst,
             )
             services = build_services(resources, limiter)
-            await listen_for_revocations(resources.nats, services.access, services.tenant_limits)
             async with realtime_for(settings, resources, services) as realtime:
                 app.state.resources = resources
                 app.state.services = services

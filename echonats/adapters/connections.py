@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import nats
@@ -20,7 +21,14 @@ from echonats.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def connect_nats(settings: Settings, *, name: str) -> NatsClient:
+ReconnectListener = Callable[[], Awaitable[None]]
+
+
+async def connect_nats(
+    settings: Settings, *, name: str, reconnect_listeners: list[ReconnectListener] | None = None
+) -> NatsClient:
+    """Connect; every listener is called after each successful reconnect (e.g. to catch up on
+    republished messages that could not reach us meanwhile)."""
     url, _, _ = settings.require_service_urls()
 
     client: NatsClient | None = None
@@ -31,6 +39,11 @@ async def connect_nats(settings: Settings, *, name: str) -> NatsClient:
 
     async def on_reconnect() -> None:
         log.info("NATS reconnected")
+        for listener in reconnect_listeners or []:
+            try:
+                await listener()
+            except Exception:
+                log.exception("reconnect listener failed")
 
     async def on_error(exc: Exception) -> None:
         log.warning("NATS error: %s", exc)

@@ -141,6 +141,9 @@ class Connection:
     def send_subscribed(self, channel_id: uuid.UUID) -> None:
         self.offer(p.encode(p.Subscribed(channel_id=channel_id)))
 
+    def send_unsubscribed(self, channel_id: uuid.UUID) -> None:
+        self.offer(p.encode(p.Unsubscribed(channel_id=channel_id)))
+
     def send_resync_required(self, channel_id: uuid.UUID) -> None:
         self.offer(p.encode(p.ResyncRequired(channel_id=channel_id)))
 

@@ -93,6 +93,21 @@ class Hub:
                 del self._tenants[conn.tenant_id]
                 await _unsubscribe(tenant.subscription)
 
+    def connections_of(self, tenant_id: uuid.UUID, user_id: str) -> list[Connection]:
+        tenant = self._tenants.get(tenant_id)
+        return [c for c in tenant.sockets if c.user_id == user_id] if tenant else []
+
+    def subscribers(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> list[Connection]:
+        channel = self._channels.get((tenant_id, channel_id))
+        return [*channel.sockets, *channel.replaying] if channel else []
+
+    async def catch_up(self) -> None:
+        """After a NATS reconnect: deliver what was stored while republished messages could not
+        reach us, for every channel with local subscribers, before anything newer."""
+        for channel in list(self._channels.values()):
+            if channel.last_id is not None:
+                await self._repair_gap(channel, channel.last_id + 1, None)
+
     # -- channels ------------------------------------------------------------------------------------
     async def subscribe(self, conn: Connection, channel_id: uuid.UUID, since: int | None) -> None:
         """Start delivering a channel to ``conn``; with ``since``, first replay every later message."""
@@ -190,7 +205,7 @@ class Hub:
         fanout_processed.inc()
         fanout_seconds.observe(time.perf_counter() - started)
 
-    async def _repair_gap(self, channel: _Channel, start: int, stop: int) -> None:
+    async def _repair_gap(self, channel: _Channel, start: int, stop: int | None) -> None:
         try:
             missed, _ = await self._log.read_channel(
                 channel.tenant_id, channel.channel_id, start=start, limit=self._replay_limit
@@ -199,7 +214,8 @@ class Hub:
             log.warning("could not repair a gap in %s: %r", channel.channel_id, exc)
             return
         for message in missed:
-            if message.id < stop:
+            # Live delivery may have moved on while we read: never deliver anything twice.
+            if (stop is None or message.id < stop) and message.id > (channel.last_id or 0):
                 gaps_repaired.inc()
                 self._deliver(channel, message)
 

@@ -1,7 +1,10 @@
-"""Keeps this gateway's access and tenant-limit caches honest when another gateway changes memberships.
+"""Applies revocations on this gateway as soon as they happen anywhere.
 
-Domain events are low volume (administrative changes), so every gateway listens to the few
-that revoke access, for all tenants, and evicts the matching cache entries at once.
+Domain events are low volume (administrative changes), so every gateway listens to the few that
+revoke access, for all tenants: it evicts the matching cache entries, and live sockets lose what
+they may no longer see — a subscription to a channel they were removed from (or that was deleted)
+ends with an ``unsubscribed`` frame, and a user who left or was removed from the workspace is
+disconnected with 4003.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from echonats.adapters import subjects
 from echonats.adapters.records import event_decoder
 from echonats.core import events as ev
 from echonats.core.access import ChannelAccess, TenantLimitsCache
+from echonats.errors import EchonatsError, NotFound
+from echonats.gateway.connection import CLOSE_FORBIDDEN
+from echonats.gateway.fanout import Hub
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +50,42 @@ def apply_event(
         access.forget_user(user_id)
 
 
+async def revoke_live_access(
+    hub: Hub, access: ChannelAccess, tenant_id: uuid.UUID, event_type: str, data: dict[str, object]
+) -> None:
+    user_id = data.get("userId")
+    channel_id = data.get("channelId")
+    if event_type == ev.MEMBER_LEFT and isinstance(user_id, str):
+        for conn in hub.connections_of(tenant_id, user_id):
+            conn.close(CLOSE_FORBIDDEN, "no longer a member of this workspace")
+    elif event_type == ev.CHANNEL_DELETED and isinstance(channel_id, str):
+        channel = uuid.UUID(channel_id)
+        for conn in hub.subscribers(tenant_id, channel):
+            await hub.unsubscribe(conn, channel)
+            conn.send_unsubscribed(channel)
+    elif event_type == ev.CHANNEL_MEMBER_REMOVED and isinstance(channel_id, str) and isinstance(user_id, str):
+        channel = uuid.UUID(channel_id)
+        for conn in hub.subscribers(tenant_id, channel):
+            if conn.user_id != user_id:
+                continue
+            try:
+                await access.readable(conn.caller, channel)  # a public channel stays readable
+            except NotFound:
+                await hub.unsubscribe(conn, channel)
+                conn.send_unsubscribed(channel)
+            except EchonatsError as exc:
+                log.warning("could not re-check access after a removal: %s", exc.message)
+
+
 async def listen_for_revocations(
-    nc: NatsClient, access: ChannelAccess, limits: TenantLimitsCache
+    nc: NatsClient, access: ChannelAccess, limits: TenantLimitsCache, hub: Hub | None = None
 ) -> list[Subscription]:
     async def on_event(msg: Msg) -> None:
         try:
             record = event_decoder.decode(msg.data)
             apply_event(access, limits, record.tenant_id, record.type, record.data)
+            if hub is not None:
+                await revoke_live_access(hub, access, record.tenant_id, record.type, record.data)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             log.warning("ignored an undecodable event on %s: %s", msg.subject, exc)
 

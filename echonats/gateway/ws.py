@@ -133,7 +133,7 @@ async def _handle(conn: Connection, realtime: Realtime, text: str) -> None:
             await realtime.hub.subscribe(conn, frame.channel_id, frame.since)
         elif isinstance(frame, p.Unsubscribe):
             await realtime.hub.unsubscribe(conn, frame.channel_id)
-            conn.offer(p.encode(p.Unsubscribed(channel_id=frame.channel_id)))
+            conn.send_unsubscribed(frame.channel_id)
         elif isinstance(frame, p.Typing):
             ref = str(frame.channel_id)
             await _typing(conn, realtime, frame.channel_id)

@@ -181,3 +181,36 @@ async def test_since_older_than_the_stream_asks_for_a_resync(
         live = await workspace.send(channel, "live")
         await bob.wait_for_type("message", count=4)
     assert [f["payload"]["messageId"] for f in bob.of_type("message")] == [*ids[2:], live]
+
+
+async def test_revocations_reach_live_sockets(
+    ws_base: str, workspace: Workspace, client: AsyncTestClient[Any]
+) -> None:
+    secret = await workspace.channel("secret", private=True)
+    public = await workspace.channel("public")
+    for user in ("zed", "yan"):
+        await client.get("/api/v1/users/me", headers=workspace.as_user(user))
+        added = await client.post(
+            f"/api/v1/channels/{secret}/members", json={"userId": user}, headers=workspace.owner
+        )
+        assert added.status_code == 204
+    async with (
+        ws_client(ws_base, workspace.token("zed")) as zed,
+        ws_client(ws_base, workspace.token("yan")) as yan,
+    ):
+        for channel in (secret, public):
+            await zed.send(type="subscribe", channelId=channel)
+            await zed.wait_for_type("subscribed", count=2 if channel == public else 1)
+        await yan.send(type="subscribe", channelId=secret)
+        await yan.wait_for_type("subscribed")
+        removed = await client.delete(f"/api/v1/channels/{secret}/members/zed", headers=workspace.owner)
+        assert removed.status_code == 204
+        assert (await zed.wait_for_type("unsubscribed"))[0]["channelId"] == secret
+        after = await workspace.send(secret, "zed must not see this")
+        await yan.wait(lambda: any(m["payload"]["messageId"] == after for m in yan.of_type("message")))
+        await workspace.send(public, "zed still reads public channels")
+        await zed.wait_for_type("message")
+        assert [m["channelId"] for m in zed.of_type("message")] == [public]
+        # Removed from the workspace: disconnected at once.
+        await client.delete("/api/v1/members/yan", headers=workspace.owner)
+        assert await yan.wait_closed() == 4003
