@@ -16,6 +16,7 @@ from echonats.gateway.errors import EXCEPTION_HANDLERS
 from echonats.gateway.health import health, metrics, ready
 from echonats.gateway.observability import request_metrics_middleware
 from echonats.gateway.routes import CONTROLLERS
+from echonats.gateway.stomp import stomp_socket
 from echonats.gateway.ws import chat_socket
 
 MAX_REQUEST_BODY_BYTES = 64 * 1024
@@ -26,7 +27,7 @@ def build_app(
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
 ) -> Litestar:
     return Litestar(
-        route_handlers=[health, ready, metrics, chat_socket, *CONTROLLERS],
+        route_handlers=[health, ready, metrics, chat_socket, stomp_socket, *CONTROLLERS],
         dependencies=AUTH_DEPENDENCIES,
         lifespan=list(lifespan),
         middleware=[request_metrics_middleware],

@@ -1,0 +1,401 @@
+"""STOMP 1.2 over WebSocket at ``/ws/stomp``, for STOMP clients (stomp.js, stomp.py, EchoPulse).
+
+Another face of the JSON WebSocket: same use cases (validation, access, rate limits), same fanout
+hub (messages cross between the protocols), same presence and metrics (transport label ``stomp``).
+``SEND /app/channels/{channelId}`` posts the body (UTF-8 text); ``SUBSCRIBE /channels/{channelId}``
+delivers ``{id, username, channelId, content, timestamp}``; ``SUBSCRIBE /servers/{tenantId}/``
+``channels/created|channels/deleted|user-joined|user-left`` delivers ``{"event": <event data>}``.
+
+- **Authentication.** The token comes from CONNECT's ``Authorization: Bearer`` (or ``passcode``),
+  else ``?token=``, else the upgrade's ``Authorization``. Later frames may repeat ``Authorization``
+  (some clients send it on every frame): a different token is verified and must name the same user
+  (a refresh), else the session ends. Failures: an ERROR frame with ``code``, then close 4001/4003
+  (1013 if a dependency is down), the close codes of ``/ws``.
+- **Errors.** Malformed or unexpected frames (bad syntax, missing ``id``/``destination``, a reused
+  subscription id, oversize, transactions) get an ERROR frame and the socket is closed (1002), as
+  the spec requires. A *well-formed* SEND or SUBSCRIBE that the domain refuses (``not_found``,
+  ``validation_failed``, ``rate_limited`` with ``retry-after-ms``, ``unavailable``) gets an ERROR
+  frame carrying ``code`` and ``receipt-id`` but the session stays open: the spec says a server
+  closes after ERROR, but chat clients must survive one refused message, and they do (stomp.js and
+  stomp.py only report ERROR frames; neither closes on them).
+- **Subscriptions.** An unknown destination, a channel the caller cannot read, or another tenant's
+  ``/servers/...`` is accepted and never delivers (like the JSON protocol, existence is not
+  revealed). Two subscription ids on the same channel both receive every message (one hub
+  subscription feeds both). ``ack`` modes other than ``auto`` are not implemented; ACK/NACK frames
+  are accepted and ignored. Typing and presence have no STOMP destination and are not delivered.
+- **Channel events** are delivered for public channels only (``isPrivate`` false): an event
+  carries no member list, so a private channel's creation or deletion is never broadcast.
+- **Heart-beats.** Honoured both ways with a floor of 1 s; CONNECTED reports the negotiated
+  intervals. A client whose heart-beats (or any data) stop for twice its interval is closed (4009).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.datastructures import State
+from litestar.types import Message as AsgiMessage
+from litestar.types import Send
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from echonats import __version__, metrics
+from echonats.adapters import subjects
+from echonats.adapters.jetstream import NATS_ERRORS
+from echonats.adapters.records import event_decoder
+from echonats.core import events as ev
+from echonats.core.base import Caller
+from echonats.errors import EchonatsError, Forbidden, NotFound, RateLimited, Unauthenticated, ValidationFailed
+from echonats.gateway import stomp_frames as sf
+from echonats.gateway.auth import authenticate, bearer_token
+from echonats.gateway.connection import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Connection
+from echonats.gateway.stomp_frames import Frame
+from echonats.gateway.ws import CLOSE_TRY_AGAIN_LATER, Realtime
+from echonats.model import Message
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 64 * 1024
+MIN_HEARTBEAT_MS = 1000  # faster heart-beats cost more than they detect
+CONNECT_TIMEOUT_S = 10.0  # a socket that never sends CONNECT holds resources for nothing
+FLUSH_TIMEOUT_S = 5.0  # how long a final RECEIPT/ERROR may take to leave before the close
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_HEARTBEAT_TIMEOUT = 4009
+
+_CHANNEL_EVENTS = frozenset({ev.CHANNEL_CREATED, ev.CHANNEL_DELETED})
+
+
+class StompConnection(Connection):
+    """A hub connection that renders messages as STOMP MESSAGE frames for its subscription ids."""
+
+    def __init__(self, caller: Caller, send: Send, *, max_queue: int) -> None:
+        super().__init__(caller, send, max_queue=max_queue)
+        # Channel -> escaped subscription ids; one hub subscription per channel serves them all.
+        self.channel_subscriptions: dict[uuid.UUID, list[str]] = {}
+
+    def send_message(self, message: Message, shared: dict[str, str]) -> None:
+        # The part after the subscription header is the same for every STOMP socket: render it once.
+        tail = shared.get("stomp")
+        if tail is None:
+            tail = shared["stomp"] = sf.channel_message_tail(message)
+        for subscription in self.channel_subscriptions.get(message.channel_id, ()):
+            self.offer(sf.message_frame(subscription, tail))
+
+    # STOMP clients get no typing, presence or subscription-state frames (no destination for them;
+    # SUBSCRIBE is confirmed by RECEIPT; no `since`, so no resync), so these hooks do nothing.
+    def send_typing(
+        self, channel_id: uuid.UUID, user_id: str, display_name: str, shared: dict[str, str]
+    ) -> None: ...
+
+    def send_presence(self, user_id: str, status: str, shared: dict[str, str]) -> None: ...
+
+    def send_subscribed(self, channel_id: uuid.UUID) -> None: ...
+
+    # STOMP has no server-initiated unsubscribe: after a revocation the subscription just stops.
+    def send_unsubscribed(self, channel_id: uuid.UUID) -> None: ...
+
+    def send_resync_required(self, channel_id: uuid.UUID) -> None: ...
+
+
+@dataclass(slots=True)
+class _Subscription:
+    destination: str
+    channel_id: uuid.UUID | None = None  # a hub-fed channel subscription
+    nats: Subscription | None = None  # a domain-event subscription
+    # Neither: accepted but never delivers (unknown, unreadable or foreign destination).
+
+
+class _Closing(Exception):
+    """Stop reading: the session is over (the close has been initiated)."""
+
+
+@websocket("/ws/stomp", name="stomp-websocket")
+async def stomp_socket(socket: WebSocket[Any, Any, Any]) -> None:
+    await socket.accept(subprotocols=sf.negotiate_subprotocol(socket.scope.get("subprotocols", ())))
+    await _Session(socket).run()
+
+
+class _Session:
+    """One STOMP socket. Frames are handled one at a time, so sends are stored in the order sent."""
+
+    def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
+        self.socket = socket
+        self.state: State = socket.app.state
+        self.realtime: Realtime = self.state.realtime
+        self.parser = sf.FrameParser(max_frame_bytes=MAX_FRAME_BYTES)
+        self.conn: StompConnection | None = None
+        self.token: str | None = None
+        self.subscriptions: dict[str, _Subscription] = {}
+        self.receive_timeout_s: float | None = CONNECT_TIMEOUT_S
+        self._heartbeats: asyncio.Task[None] | None = None
+        self._final: str | None = None  # a frame that must be on the wire before the close
+        self._final_sent = asyncio.Event()
+
+    async def run(self) -> None:
+        context: dict[str, str] = {}
+        try:
+            while True:
+                for frame in await self._receive():
+                    if self.conn is None:
+                        conn = await self._connect(frame)
+                        context = {"connection_id": conn.id, "tenant": str(conn.tenant_id)}
+                        log.info("stomp connected", extra=context)
+                    else:
+                        self.conn.last_active = time.time()
+                        await self._handle(self.conn, frame)
+        except _Closing:
+            pass
+        finally:
+            await self._cleanup()
+            if context:
+                log.info("stomp disconnected", extra=context)
+
+    async def _receive(self) -> list[Frame]:
+        try:
+            async with asyncio.timeout(self.receive_timeout_s):
+                event = await self.socket.receive()
+        except TimeoutError:
+            await self._close_now(CLOSE_HEARTBEAT_TIMEOUT, "heart-beat timeout")
+            raise _Closing from None
+        if event["type"] != "websocket.receive":
+            raise _Closing
+        data: bytes = event.get("bytes") or (event.get("text") or "").encode()
+        try:
+            return self.parser.feed(data)
+        except sf.FrameError as exc:
+            await self._protocol_error(str(exc), code="bad_request")
+
+    async def _connect(self, frame: Frame) -> StompConnection:
+        if frame.command not in ("CONNECT", "STOMP"):
+            await self._protocol_error(f"expected CONNECT, got {frame.command}")
+        if "1.2" not in (frame.get("accept-version") or "1.0").split(","):
+            await self._protocol_error("supported protocol versions: 1.2", version="1.2")
+        heartbeat = sf.parse_heartbeat(frame.get("heart-beat"))
+        if heartbeat is None:
+            await self._protocol_error("invalid heart-beat header")
+        client_send, client_receive = heartbeat
+        self.token = (
+            _frame_token(frame)
+            or frame.get("passcode")
+            or self.socket.query_params.get("token")
+            or bearer_token(self.socket.headers.get("authorization"))
+        )
+        try:
+            principal = await authenticate(self.token, self.state)
+            caller = await self.realtime.services.membership.resolve(principal)
+        except EchonatsError as exc:
+            await self._fail(sf.error_frame(exc.message, code=exc.code), _close_code(exc))
+        conn = StompConnection(caller, self._send, max_queue=self.realtime.send_queue)
+        # Registered before CONNECTED goes out: once a client is connected, it is reachable.
+        await self.realtime.hub.attach(conn)
+        self.conn = conn
+        conn.start()
+        await self.realtime.presence.connected(conn)
+        send_ms = max(client_receive, MIN_HEARTBEAT_MS) if client_receive else 0
+        receive_ms = max(client_send, MIN_HEARTBEAT_MS) if client_send else 0
+        headers = {"version": "1.2", "heart-beat": f"{send_ms},{receive_ms}", "session": conn.id}
+        conn.offer(sf.serialize("CONNECTED", {**headers, "server": f"echonats/{__version__}"}).decode())
+        self.receive_timeout_s = 2 * receive_ms / 1000 if receive_ms else None
+        if send_ms:
+            self._heartbeats = asyncio.create_task(self._send_heartbeats(conn, send_ms / 1000))
+        return conn
+
+    async def _send_heartbeats(self, conn: Connection, interval_s: float) -> None:
+        while not conn.closing:
+            await asyncio.sleep(interval_s)  # the negotiated period itself, not a synchronisation
+            conn.offer(sf.HEARTBEAT, ephemeral=True)  # a queue that is half full is not idle anyway
+
+    async def _handle(self, conn: StompConnection, frame: Frame) -> None:
+        await self._check_token(conn, frame)
+        command = frame.command
+        receipt = frame.get("receipt")
+        if command == "SEND":
+            await self._send_message(conn, frame, await self._required(frame, "destination"), receipt)
+            return
+        if command == "SUBSCRIBE":
+            await self._subscribe(conn, frame, receipt)
+        elif command == "UNSUBSCRIBE":
+            await self._unsubscribe(conn, await self._required(frame, "id"))
+        elif command == "DISCONNECT":
+            if receipt is not None:
+                await self._fail(sf.receipt_frame(receipt), CLOSE_NORMAL)
+            await self._close_now(CLOSE_NORMAL, "disconnect")
+            raise _Closing
+        elif command in ("BEGIN", "COMMIT", "ABORT"):
+            await self._protocol_error("transactions are not supported", receipt=receipt)
+        elif command not in ("ACK", "NACK"):  # ACK/NACK: every subscription is ack:auto
+            await self._protocol_error(f"unexpected {command} frame", receipt=receipt)
+        if receipt is not None:
+            conn.offer(sf.receipt_frame(receipt))
+
+    async def _send_message(
+        self, conn: StompConnection, frame: Frame, destination: str, receipt: str | None
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            channel_id = sf.channel_destination(destination, send=True)
+            if channel_id is None:
+                raise NotFound(f"unknown destination {destination[:100]!r}; use /app/channels/{{channelId}}")
+            try:
+                body = frame.body.decode()
+            except UnicodeDecodeError:
+                raise ValidationFailed("the body must be UTF-8 text") from None
+            message = await self.realtime.services.messaging.send(
+                conn.caller, channel_id, body=body, nonce=frame.get("nonce")
+            )
+        except EchonatsError as exc:
+            extra = {}
+            if isinstance(exc, RateLimited):
+                metrics.rate_limited.labels("stomp").inc()
+                extra["retry-after-ms"] = str(exc.retry_after_ms)
+            # A refused message is not a broken session: it stays open (see the module docstring).
+            conn.offer(sf.error_frame(exc.message, code=exc.code, receipt=receipt, **extra))
+            return
+        metrics.send_ack_seconds.observe(time.perf_counter() - started)
+        metrics.messages_sent.labels("stomp").inc()
+        if receipt is not None:
+            # message-id is an extension: it lets a client match its message when it comes back.
+            conn.offer(sf.receipt_frame(receipt, **{"message-id": str(message.id)}))
+
+    async def _subscribe(self, conn: StompConnection, frame: Frame, receipt: str | None) -> None:
+        sub_id = await self._required(frame, "id")
+        destination = await self._required(frame, "destination")
+        if sub_id in self.subscriptions:
+            await self._protocol_error(f"subscription id {sub_id[:100]!r} is already in use")
+        subscription = _Subscription(destination)
+        try:
+            event = sf.event_destination(destination)
+            if (channel_id := sf.channel_destination(destination, send=False)) is not None:
+                with contextlib.suppress(NotFound):  # unreadable: accepted, never delivers
+                    await self.realtime.services.access.readable(conn.caller, channel_id)
+                    subscription.channel_id = channel_id
+                    ids = conn.channel_subscriptions.setdefault(channel_id, [])
+                    ids.append(sf.escape(sub_id))
+                    if len(ids) == 1:
+                        await self.realtime.hub.subscribe(conn, channel_id, None)
+            elif event is not None and event[0] == conn.tenant_id:  # only the caller's own tenant
+                subject = subjects.event_subject(conn.tenant_id, event[1])
+                subscription.nats = await self.realtime.nc.subscribe(
+                    subject, cb=self._event_callback(conn, sf.escape(sub_id), destination)
+                )
+        except EchonatsError as exc:
+            conn.offer(sf.error_frame(exc.message, code=exc.code, receipt=receipt))  # e.g. unavailable
+            return
+        self.subscriptions[sub_id] = subscription
+
+    def _event_callback(self, conn: Connection, sub_id: str, destination: str) -> Any:
+        async def on_event(msg: Msg) -> None:
+            try:
+                record = event_decoder.decode(msg.data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.warning("ignored an undecodable event on %s: %s", msg.subject, exc)
+                return
+            if record.type in _CHANNEL_EVENTS and record.data.get("isPrivate") is not False:
+                return  # private channels' events would reveal them to non-members
+            conn.offer(sf.event_message_frame(sub_id, destination, str(record.id), record.data))
+
+        return on_event
+
+    async def _unsubscribe(self, conn: StompConnection, sub_id: str) -> None:
+        subscription = self.subscriptions.pop(sub_id, None)
+        if subscription is None:
+            return  # unknown ids are ignored: unsubscribing is idempotent
+        if subscription.channel_id is not None:
+            ids = conn.channel_subscriptions.get(subscription.channel_id, [])
+            with contextlib.suppress(ValueError):
+                ids.remove(sf.escape(sub_id))
+            if not ids:
+                conn.channel_subscriptions.pop(subscription.channel_id, None)
+                await self.realtime.hub.unsubscribe(conn, subscription.channel_id)
+        await _drop(subscription.nats)
+
+    async def _check_token(self, conn: Connection, frame: Frame) -> None:
+        """A token repeated on a frame must be the session's, or a valid one for the same user."""
+        token = _frame_token(frame)
+        if token is None or token == self.token:
+            return
+        try:
+            principal = await authenticate(token, self.state)
+            if principal.tenant_id != conn.tenant_id or principal.user_id != conn.user_id:
+                raise Forbidden("the frame's token is for another user than the session's")
+        except EchonatsError as exc:
+            await self._fail(sf.error_frame(exc.message, code=exc.code), _close_code(exc))
+        self.token = token
+
+    async def _required(self, frame: Frame, name: str) -> str:
+        value = frame.get(name)
+        if not value:
+            await self._protocol_error(f"{frame.command} needs a {name} header")
+        return value
+
+    async def _protocol_error(self, message: str, **headers: Any) -> NoReturn:
+        await self._fail(sf.error_frame(message, **headers), CLOSE_PROTOCOL_ERROR)
+
+    async def _send(self, event: AsgiMessage) -> None:
+        """The writer's send: also notices when the final frame has left."""
+        await self.socket.send(event)
+        if self._final is not None and event["type"] == "websocket.send" and event.get("text") is self._final:
+            self._final_sent.set()
+
+    async def _fail(self, frame: str, code: int) -> NoReturn:
+        """Send ``frame`` (an ERROR or a final RECEIPT), then close with ``code``. Never returns."""
+        conn = self.conn
+        if conn is None:  # before CONNECTED no writer runs yet: write directly
+            with contextlib.suppress(Exception):
+                await self.socket.send_text(frame)
+                await self.socket.close(code)
+            raise _Closing
+        self._final = frame
+        conn.offer(frame)
+        if not conn.closing:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FLUSH_TIMEOUT_S):
+                    await self._final_sent.wait()
+        conn.close(code, "")
+        raise _Closing
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        if self.conn is not None:
+            self.conn.close(code, reason)
+        else:
+            with contextlib.suppress(Exception):
+                await self.socket.close(code, reason)
+
+    async def _cleanup(self) -> None:
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+        for subscription in self.subscriptions.values():
+            await _drop(subscription.nats)
+        self.subscriptions.clear()
+        conn = self.conn
+        if conn is not None:
+            await self.realtime.hub.detach(conn)
+            await self.realtime.presence.disconnected(conn)
+            await conn.stop()
+
+
+def _frame_token(frame: Frame) -> str | None:
+    value = frame.get("Authorization") or frame.get("authorization")
+    if not value:
+        return None
+    return bearer_token(value) or (value.strip() if " " not in value.strip() else None)
+
+
+def _close_code(exc: EchonatsError) -> int:  # the close codes /ws uses for the same failures
+    codes = {Unauthenticated: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN}
+    return codes.get(type(exc), CLOSE_TRY_AGAIN_LATER)
+
+
+async def _drop(subscription: Subscription | None) -> None:
+    if subscription is not None:
+        with contextlib.suppress(*NATS_ERRORS):
+            await subscription.unsubscribe()
