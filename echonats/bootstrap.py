@@ -119,6 +119,7 @@ async def realtime_for(
             presence=tracker,
             typing=RedisTypingThrottle(resources.redis, interval_s=rt.typing_interval_s),
             send_queue=rt.send_queue,
+            max_frame_bytes=rt.max_frame_bytes,
         )
     finally:
         await tracker.stop()

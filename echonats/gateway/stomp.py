@@ -63,7 +63,6 @@ from echonats.model import Message
 
 log = logging.getLogger(__name__)
 
-MAX_FRAME_BYTES = 64 * 1024
 MIN_HEARTBEAT_MS = 1000  # faster heart-beats cost more than they detect
 CONNECT_TIMEOUT_S = 10.0  # a socket that never sends CONNECT holds resources for nothing
 FLUSH_TIMEOUT_S = 5.0  # how long a final RECEIPT/ERROR may take to leave before the close
@@ -131,7 +130,7 @@ class _Session:
         self.socket = socket
         self.state: State = socket.app.state
         self.realtime: Realtime = self.state.realtime
-        self.parser = sf.FrameParser(max_frame_bytes=MAX_FRAME_BYTES)
+        self.parser = sf.FrameParser(max_frame_bytes=self.realtime.max_frame_bytes)
         self.conn: StompConnection | None = None
         self.token: str | None = None
         self.subscriptions: dict[str, _Subscription] = {}

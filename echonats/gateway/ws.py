@@ -47,6 +47,7 @@ class Realtime:
     presence: PresenceTracker
     typing: TypingThrottle
     send_queue: int
+    max_frame_bytes: int
 
 
 def error_frame(exc: EchonatsError, ref: str | None = None) -> str:
