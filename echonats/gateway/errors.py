@@ -101,7 +101,16 @@ def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Err
     return _respond(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "internal server error")
 
 
+def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Response[ErrorResponse]:
+    # Decoding a deeply nested JSON body ends here before any route (or auth) runs: a client error,
+    # and not worth a traceback per request.
+    if request.scope.get("route_handler") is not None and "deserializ" not in str(exc):
+        return handle_unexpected(request, exc)
+    return _respond(400, "bad_request", "JSON nested too deeply")
+
+
 EXCEPTION_HANDLERS = {
+    RecursionError: handle_recursion,
     errors.EchonatsError: handle_domain_error,
     HTTPException: handle_http_error,
     Exception: handle_unexpected,

@@ -24,7 +24,7 @@ class ReadyStatus(msgspec.Struct):
     checks: dict[str, str]
 
 
-@get("/health", summary="Liveness: the process is up", tags=["operations"])
+@get("/health", summary="Liveness: the process is up", tags=["operations"], security=[])
 async def health() -> HealthStatus:
     return HealthStatus(status="ok")
 
@@ -50,6 +50,7 @@ async def check_readiness(probes: Sequence[DependencyProbe], timeout_s: float) -
     "/ready",
     summary="Readiness: NATS, PostgreSQL and Redis answer",
     tags=["operations"],
+    security=[],
     responses={503: ResponseSpec(data_container=ReadyStatus, description="A dependency is unreachable")},
 )
 async def ready(state: State) -> Response[ReadyStatus]:
@@ -63,6 +64,7 @@ async def ready(state: State) -> Response[ReadyStatus]:
     tags=["operations"],
     media_type=CONTENT_TYPE_LATEST,
     include_in_schema=True,
+    security=[],
 )
 async def metrics() -> Response[bytes]:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -39,6 +39,7 @@ def _errors(*codes: int) -> dict[int, ResponseSpec]:
 
 
 COMMON = (400, 401, 403, 503)
+BODY = (*COMMON, 413)  # routes with a JSON body: larger than 64 KiB is refused
 UserIdPath = Annotated[str, Parameter(min_length=1, max_length=255)]
 PageLimit = Annotated[int, Parameter(ge=1, le=MAX_PAGE, description="Page size, 1..100")]
 Cursor = Annotated[int | None, Parameter(ge=0, description="A message id")]
@@ -52,7 +53,7 @@ class AdminController(Controller):
     path = "/api/v1/admin/tenants"
     tags = ["admin"]
 
-    @post("/", status_code=HTTP_201_CREATED, responses=_errors(*COMMON, 422), summary="Create a tenant")
+    @post("/", status_code=HTTP_201_CREATED, responses=_errors(*BODY, 422), summary="Create a tenant")
     async def create_tenant(
         self, data: s.CreateTenant, principal: Principal, services: Services
     ) -> s.TenantOut:
@@ -80,7 +81,7 @@ class AdminController(Controller):
     async def get_tenant(self, tenant_id: uuid.UUID, principal: Principal, services: Services) -> s.TenantOut:
         return s.TenantOut.of(await services.membership.get_tenant(principal, tenant_id))
 
-    @patch("/{tenant_id:uuid}", responses=_errors(*COMMON, 404, 422), summary="Update tenant limits")
+    @patch("/{tenant_id:uuid}", responses=_errors(*BODY, 404, 422), summary="Update tenant limits")
     async def update_limits(
         self, tenant_id: uuid.UUID, data: s.UpdateTenantLimits, principal: Principal, services: Services
     ) -> s.TenantOut:
@@ -90,7 +91,7 @@ class AdminController(Controller):
     @post(
         "/{tenant_id:uuid}/users",
         status_code=HTTP_201_CREATED,
-        responses=_errors(*COMMON, 404, 422),
+        responses=_errors(*BODY, 404, 422),
         summary="Create a user in a tenant",
     )
     async def create_user(
@@ -118,7 +119,7 @@ class MembersController(Controller):
         items = [s.MemberOut.of(m) for m in members[:limit]]
         return s.MemberList(items=items, next_cursor=items[-1].id if len(members) > limit else None)
 
-    @patch("/members/{user_id:str}", responses=_errors(*COMMON, 404, 409), summary="Change a member's role")
+    @patch("/members/{user_id:str}", responses=_errors(*BODY, 404, 409), summary="Change a member's role")
     async def change_role(
         self, user_id: UserIdPath, data: s.ChangeRole, caller: Caller, services: Services
     ) -> s.MemberOut:
@@ -173,7 +174,7 @@ class ChannelsController(Controller):
     path = "/api/v1/channels"
     tags = ["channels"]
 
-    @post("/", status_code=HTTP_201_CREATED, responses=_errors(*COMMON, 409, 422), summary="Create a channel")
+    @post("/", status_code=HTTP_201_CREATED, responses=_errors(*BODY, 409, 422), summary="Create a channel")
     async def create(self, data: s.CreateChannel, caller: Caller, services: Services) -> s.ChannelOut:
         channel = await services.channels.create(
             caller, name=data.name, is_private=data.is_private, topic=data.topic
@@ -188,7 +189,7 @@ class ChannelsController(Controller):
     async def get_channel(self, channel_id: uuid.UUID, caller: Caller, services: Services) -> s.ChannelOut:
         return s.ChannelOut.of(await services.channels.get(caller, channel_id))
 
-    @patch("/{channel_id:uuid}", responses=_errors(*COMMON, 404, 409, 422), summary="Rename or set the topic")
+    @patch("/{channel_id:uuid}", responses=_errors(*BODY, 404, 409, 422), summary="Rename or set the topic")
     async def update(
         self, channel_id: uuid.UUID, data: s.UpdateChannel, caller: Caller, services: Services
     ) -> s.ChannelOut:
@@ -212,7 +213,7 @@ class ChannelsController(Controller):
     @post(
         "/{channel_id:uuid}/members",
         status_code=HTTP_204_NO_CONTENT,
-        responses=_errors(*COMMON, 404, 409),
+        responses=_errors(*BODY, 404, 409),
         summary="Add a workspace member to the channel",
     )
     async def add_member(
@@ -252,7 +253,7 @@ class ChannelsController(Controller):
     @post(
         "/{channel_id:uuid}/messages",
         status_code=HTTP_201_CREATED,
-        responses=_errors(*COMMON, 404, 413, 422, 429),
+        responses=_errors(*BODY, 404, 422, 429),
         summary="Send a message (after the JetStream ack)",
     )
     async def send(

@@ -123,6 +123,9 @@ async def _handle(conn: Connection, realtime: Realtime, text: str) -> None:
     except msgspec.DecodeError:
         conn.offer(_bad_frame("frames must be JSON objects"))
         return
+    except RecursionError:  # msgspec gives up on absurd nesting this way; it is bad input, not a crash
+        conn.offer(_bad_frame("frames must not be nested this deeply"))
+        return
     ref = None
     try:
         if isinstance(frame, p.Send):
