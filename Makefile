@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit integration install clean
+.PHONY: run test lint typecheck unit integration install clean bench
 
 install: $(STAMP)
 
@@ -37,6 +37,17 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration -q
+
+BENCH_STAMP := $(VENV)/.bench-stamp
+PRESET ?= quick
+
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+# Latency/throughput against the seed targets and nats-server's own WebSocket listener (bench/README.md).
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench --preset $(PRESET)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
