@@ -105,7 +105,9 @@ async def realtime_for(
     rt = settings.realtime
     hub = Hub(resources.nats, JetStreamMessageLog(resources.nats), replay_limit=rt.replay_limit)
     resources.reconnect_listeners.append(hub.catch_up)
-    await listen_for_revocations(resources.nats, services.access, services.tenant_limits, hub)
+    await listen_for_revocations(
+        resources.nats, services.access, services.tenant_limits, services.membership.members, hub
+    )
     presence_store = RedisPresenceStore(
         resources.redis, ttl_s=rt.presence_ttl_s, idle_after_s=rt.presence_idle_after_s
     )

@@ -341,6 +341,19 @@ class _Outbox:
         )
 
 
+# Errors that mean "the database is not there right now" (down, restarting, connection cut mid-query),
+# as opposed to a bug or a constraint: callers get Unavailable (503 / a retryable error frame).
+DB_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,  # admin_shutdown, crash_shutdown, cannot_connect_now
+)
+
+
 class PgTransaction:
     def __init__(self, conn: Conn) -> None:
         self.tenants = _Tenants(conn)
@@ -362,7 +375,7 @@ class PostgresStore:
                 yield PgTransaction(conn)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise Conflict(f"conflicting change: {exc.__class__.__name__}") from exc
-        except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+        except DB_UNAVAILABLE as exc:
             raise Unavailable(f"PostgreSQL: {exc}") from exc
 
     @asynccontextmanager
@@ -370,5 +383,5 @@ class PostgresStore:
         try:
             async with self._pool.acquire() as conn:
                 yield PgTransaction(conn)
-        except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+        except DB_UNAVAILABLE as exc:
             raise Unavailable(f"PostgreSQL: {exc}") from exc

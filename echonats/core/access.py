@@ -13,11 +13,13 @@ from collections.abc import Callable
 
 from echonats.core.base import Caller
 from echonats.core.ports import Store
-from echonats.errors import NotFound
-from echonats.model import Channel, Tenant
+from echonats.errors import NotFound, Unavailable
+from echonats.model import Channel, Member, Tenant
 
 DEFAULT_TTL_S = 5.0
 DEFAULT_MAX_ENTRIES = 100_000
+# How long after expiry a cached grant may still be used while the database is unavailable.
+STALE_GRACE_S = 300.0
 
 
 class ChannelAccess:
@@ -40,15 +42,24 @@ class ChannelAccess:
         key = (channel_id, caller.user_id)
         hit = self._allowed.get(key)
         now = self._monotonic()
-        if hit is not None and hit[1] > now and hit[0].tenant_id == caller.tenant_id:
+        if hit is not None and hit[0].tenant_id != caller.tenant_id:
+            hit = None
+        if hit is not None and hit[1] > now:
             return hit[0]
-        async with self._store.read() as tx:
-            channel = await tx.channels.get(caller.tenant_id, channel_id)
-            if channel is None or (
-                channel.is_private and await tx.channels.member_role(channel_id, caller.user_id) is None
-            ):
-                self._allowed.pop(key, None)
-                raise NotFound("channel not found")
+        try:
+            async with self._store.read() as tx:
+                channel = await tx.channels.get(caller.tenant_id, channel_id)
+                if channel is None or (
+                    channel.is_private and await tx.channels.member_role(channel_id, caller.user_id) is None
+                ):
+                    self._allowed.pop(key, None)
+                    raise NotFound("channel not found")
+        except Unavailable:
+            # The database is down: a grant we saw recently still stands (revocations evict entries
+            # at once through events), so senders keep being acked while JetStream holds messages.
+            if hit is not None and now - hit[1] < STALE_GRACE_S:
+                return hit[0]
+            raise
         if len(self._allowed) >= self._max_entries:
             self._allowed.pop(next(iter(self._allowed)))  # oldest insertion first
         self._allowed[key] = (channel, now + self._ttl_s)
@@ -82,8 +93,13 @@ class TenantLimitsCache:
         now = self._monotonic()
         if hit is not None and hit[1] > now:
             return hit[0]
-        async with self._store.read() as tx:
-            tenant = await tx.tenants.get(tenant_id)
+        try:
+            async with self._store.read() as tx:
+                tenant = await tx.tenants.get(tenant_id)
+        except Unavailable:
+            if hit is not None and now - hit[1] < STALE_GRACE_S:
+                return hit[0]  # last known limits while the database is down
+            raise
         if tenant is None:
             raise NotFound("tenant not found")
         self._tenants[tenant_id] = (tenant, now + self._ttl_s)
@@ -91,3 +107,30 @@ class TenantLimitsCache:
 
     def forget(self, tenant_id: uuid.UUID) -> None:
         self._tenants.pop(tenant_id, None)
+
+
+class MemberCache:
+    """Callers' memberships for request authentication, so a warm gateway needs no database read per
+    request. Evicted at once on local changes and on member events from other gateways."""
+
+    def __init__(self, *, ttl_s: float = 30.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._ttl_s = ttl_s
+        self._monotonic = monotonic
+        self._members: dict[tuple[uuid.UUID, str], tuple[Member, float]] = {}
+
+    def get(self, tenant_id: uuid.UUID, user_id: str, *, stale_ok: bool = False) -> Member | None:
+        hit = self._members.get((tenant_id, user_id))
+        if hit is None:
+            return None
+        age = self._monotonic() - hit[1]
+        if age < self._ttl_s or (stale_ok and age < STALE_GRACE_S):
+            return hit[0]
+        return None
+
+    def put(self, member: Member) -> None:
+        if len(self._members) >= DEFAULT_MAX_ENTRIES:
+            self._members.pop(next(iter(self._members)))
+        self._members[(member.tenant_id, member.user_id)] = (member, self._monotonic())
+
+    def forget(self, tenant_id: uuid.UUID, user_id: str) -> None:
+        self._members.pop((tenant_id, user_id), None)

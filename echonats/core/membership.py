@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from echonats import model
 from echonats.core import events as ev
-from echonats.core.access import ChannelAccess
+from echonats.core.access import ChannelAccess, MemberCache
 from echonats.core.base import Caller, EventSink
 from echonats.core.ports import Clock, Store, TenantLimits, Transaction
-from echonats.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from echonats.errors import Conflict, Forbidden, NotFound, Unavailable, ValidationFailed
 from echonats.model import Member, Principal, Role, Tenant, User
 
 DEFAULT_MAX_CHANNELS = 500
@@ -34,6 +34,7 @@ class MembershipService:
         self._sink = sink
         self._clock = clock
         self._access = access
+        self.members = MemberCache()
 
     # -- platform administration --------------------------------------------------------------------
     async def create_tenant(
@@ -119,9 +120,19 @@ class MembershipService:
         tenant_id = principal.tenant_id
         if tenant_id is None:
             raise Forbidden("the token carries no tenant")
-        async with self._store.read() as tx:
-            state = await tx.members.state(tenant_id, principal.user_id)
+        cached = self.members.get(tenant_id, principal.user_id)
+        if cached is not None:
+            return Caller(principal, cached)
+        try:
+            async with self._store.read() as tx:
+                state = await tx.members.state(tenant_id, principal.user_id)
+        except Unavailable:
+            stale = self.members.get(tenant_id, principal.user_id, stale_ok=True)
+            if stale is None:
+                raise
+            return Caller(principal, stale)  # known member; the database is down for a moment
         if state.member is not None:
+            self.members.put(state.member)
             return Caller(principal, state.member)
         if state.removed:
             raise Forbidden("you were removed from this workspace")
@@ -172,6 +183,7 @@ class MembershipService:
                     caller.tenant_id, ev.MEMBER_ROLE_CHANGED, self._clock.now(), **ev.member_data(updated)
                 )
             )
+        self.members.forget(caller.tenant_id, user_id)
         return updated
 
     async def remove_member(self, caller: Caller, user_id: str) -> None:
@@ -206,6 +218,7 @@ class MembershipService:
             )
         # This gateway at once; the others when the member.left event reaches them.
         self._access.forget_user(user_id)
+        self.members.forget(caller.tenant_id, user_id)
 
     async def reinstate(self, caller: Caller, user_id: str) -> Member:
         caller.require_admin("reinstate members")

@@ -20,19 +20,26 @@ from nats.aio.subscription import Subscription
 from echonats.adapters import subjects
 from echonats.adapters.records import event_decoder
 from echonats.core import events as ev
-from echonats.core.access import ChannelAccess, TenantLimitsCache
+from echonats.core.access import ChannelAccess, MemberCache, TenantLimitsCache
 from echonats.errors import EchonatsError, NotFound
 from echonats.gateway.connection import CLOSE_FORBIDDEN
 from echonats.gateway.fanout import Hub
 
 log = logging.getLogger(__name__)
 
-REVOKING = (ev.CHANNEL_MEMBER_REMOVED, ev.CHANNEL_DELETED, ev.MEMBER_LEFT, ev.TENANT_LIMITS_UPDATED)
+REVOKING = (
+    ev.CHANNEL_MEMBER_REMOVED,
+    ev.CHANNEL_DELETED,
+    ev.MEMBER_LEFT,
+    ev.MEMBER_ROLE_CHANGED,
+    ev.TENANT_LIMITS_UPDATED,
+)
 
 
 def apply_event(
     access: ChannelAccess,
     limits: TenantLimitsCache,
+    members: MemberCache,
     tenant_id: uuid.UUID,
     event_type: str,
     data: dict[str, object],
@@ -41,6 +48,8 @@ def apply_event(
         limits.forget(tenant_id)
         return
     user_id = data.get("userId")
+    if event_type in (ev.MEMBER_LEFT, ev.MEMBER_ROLE_CHANGED) and isinstance(user_id, str):
+        members.forget(tenant_id, user_id)
     channel_id = data.get("channelId")
     if event_type == ev.CHANNEL_DELETED and isinstance(channel_id, str):
         access.forget_channel(uuid.UUID(channel_id))
@@ -78,12 +87,16 @@ async def revoke_live_access(
 
 
 async def listen_for_revocations(
-    nc: NatsClient, access: ChannelAccess, limits: TenantLimitsCache, hub: Hub | None = None
+    nc: NatsClient,
+    access: ChannelAccess,
+    limits: TenantLimitsCache,
+    members: MemberCache,
+    hub: Hub | None = None,
 ) -> list[Subscription]:
     async def on_event(msg: Msg) -> None:
         try:
             record = event_decoder.decode(msg.data)
-            apply_event(access, limits, record.tenant_id, record.type, record.data)
+            apply_event(access, limits, members, record.tenant_id, record.type, record.data)
             if hub is not None:
                 await revoke_live_access(hub, access, record.tenant_id, record.type, record.data)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:

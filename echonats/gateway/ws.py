@@ -145,6 +145,10 @@ async def _handle(conn: Connection, realtime: Realtime, text: str) -> None:
             conn.offer(p.PONG)
     except EchonatsError as exc:
         conn.offer(error_frame(exc, ref))
+    except Exception:
+        # A bug must cost this one frame, not the connection (and never its other subscriptions).
+        log.exception("frame handling failed", extra={"connection_id": conn.id})
+        conn.offer(p.encode(p.ErrorFrame(code="internal_error", message="internal error", ref=ref)))
 
 
 async def _send(conn: Connection, realtime: Realtime, frame: p.Send) -> None:

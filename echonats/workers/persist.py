@@ -40,7 +40,14 @@ FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::te
 JOIN channels c ON c.id = r.channel_id AND c.tenant_id = r.tenant_id  -- drop messages of deleted channels
 ON CONFLICT (id) DO NOTHING
 """
-MAX_ATTEMPTS = 5
+# PostgreSQL down, restarting, or a connection cut mid-statement: retry the batch later.
+DB_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 LAG_REPORT_INTERVAL_S = 5.0
 REBIND_AFTER_FAILURES = 3
 
@@ -165,14 +172,22 @@ class PersistWorker:
         try:
             await self._pool.execute(_INSERT, *zip(*(_row(d) for d in decoded), strict=True))
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
-            return await self._store_one_by_one(decoded)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("persist batch of %d failed, will retry: %r", len(decoded), exc)
-            for item in decoded:
-                await self._retry_or_dead_letter(item.msg, str(exc))
-            return False
+            try:
+                return await self._store_one_by_one(decoded)
+            except DB_ERRORS as exc:
+                return await self._retry_later(decoded, exc)
+        except DB_ERRORS as exc:
+            return await self._retry_later(decoded, exc)
         await self._settle(decoded)
         return True
+
+    async def _retry_later(self, decoded: list[_Decoded], exc: BaseException) -> bool:
+        """PostgreSQL is unavailable: nak the batch with a growing delay. An outage is not the
+        message's fault, so it never counts towards dead-lettering, however long it lasts."""
+        log.warning("persist batch of %d failed, will retry: %r", len(decoded), exc)
+        for item in decoded:
+            await item.msg.nak(delay=min(2 ** min(item.msg.metadata.num_delivered, 5), 30))
+        return False
 
     async def _store_one_by_one(self, decoded: list[_Decoded]) -> bool:
         stored: list[_Decoded] = []
@@ -192,12 +207,6 @@ class PersistWorker:
             metrics.persist_lag_seconds.observe(max(0.0, (now - item.record.created_at).total_seconds()))
         metrics.persisted.inc(len(stored))
         metrics.persist_batches.observe(len(stored))
-
-    async def _retry_or_dead_letter(self, msg: Msg, reason: str) -> None:
-        if msg.metadata.num_delivered >= MAX_ATTEMPTS:
-            await self._dead_letter(msg, "too_many_attempts", reason)
-        else:
-            await msg.nak(delay=min(2**msg.metadata.num_delivered, 30))
 
     async def _dead_letter(self, msg: Msg, reason: str, detail: str) -> None:
         headers = {
