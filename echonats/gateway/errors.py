@@ -80,7 +80,9 @@ def handle_domain_error(_: Request[Any, Any, Any], exc: errors.EchonatsError) ->
         headers["X-RateLimit-Limit"] = str(exc.limit)
         headers["X-RateLimit-Remaining"] = str(exc.remaining)
     status = status_for(exc)
-    if status >= 500:
+    if status == 503:
+        log.warning("%s: %s", exc.code, exc.message)  # a dependency outage, reported by /ready too
+    elif status >= 500:
         log.error("%s: %s", exc.code, exc.message)
     return _respond(status, exc.code, exc.message, exc.details, headers)
 

@@ -43,7 +43,7 @@ def request_metrics_middleware(app: ASGIApp) -> ASGIApp:
             route = scope.get("path_template") or "unmatched"
             method = str(scope.get("method", "GET"))
             metrics.http_request_seconds.labels(method, route, str(status)).observe(elapsed)
-            if status >= 500 and route != "/ready":  # a failing /ready is reported by its body
+            if status >= 500 and status != 503:  # 503s are dependency outages, logged where raised
                 log.error("request failed", extra={"request_id": request_id, "url": route})
             else:
                 log.debug("request", extra={"request_id": request_id, "url": route})
