@@ -39,6 +39,7 @@ _BATCH_GET = 500
 # Unpersisted messages of one channel scanned per history call before giving up (only reached
 # when the persist worker has been down for a long time under load).
 MAX_TAIL_SCAN = 200_000
+FLOOR_TIMEOUT_S = 1.0
 
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 
@@ -117,6 +118,7 @@ class JetStreamMessageLog:
     def __init__(self, nc: NatsClient) -> None:
         self._nc = nc
         self._js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+        self._last_floor: int | None = None
 
     async def append(self, message: NewMessage) -> Appended:
         headers = None
@@ -146,14 +148,22 @@ class JetStreamMessageLog:
         return message_decoder.decode(raw.data).to_message(message_id)
 
     async def persisted_floor(self) -> int:
-        """Every message id at or below this is in PostgreSQL (the persist consumer's ack floor)."""
+        """Every message id at or below this is in PostgreSQL (the persist consumer's ack floor).
+
+        While the consumer has no leader (a NATS node failed over) the last floor seen is used, or 0:
+        the floor only rises, so a lower one merely means reading a longer tail from the stream
+        (replicas serve those reads), never missing a message."""
         try:
-            info = await self._js.consumer_info(subjects.MESSAGES_STREAM, subjects.PERSIST_CONSUMER)
+            info = await self._js.consumer_info(
+                subjects.MESSAGES_STREAM, subjects.PERSIST_CONSUMER, timeout=FLOOR_TIMEOUT_S
+            )
         except NotFoundError:
             return 0
         except NATS_ERRORS as exc:
-            raise Unavailable(f"JetStream: {exc!r}") from exc
-        return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+            log.warning("persist consumer info unavailable (%r); using floor %s", exc, self._last_floor or 0)
+            return self._last_floor or 0
+        self._last_floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+        return self._last_floor
 
     async def unpersisted(
         self,
