@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -34,3 +36,9 @@ consumer_pending = Gauge(
 consumer_ack_pending = Gauge(
     "echonats_jetstream_consumer_ack_pending", "Messages delivered but not yet acknowledged", ["consumer"]
 )
+
+
+def record_send(transport: str, started: float) -> None:
+    """One acknowledged send (REST, WebSocket or STOMP): count it and its send -> ack time."""
+    send_ack_seconds.observe(time.perf_counter() - started)
+    messages_sent.labels(transport).inc()

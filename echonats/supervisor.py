@@ -70,8 +70,13 @@ def _stop_children(children: list[_Child]) -> None:
             child.process.wait()
 
 
+def _local_host(settings: Settings) -> str:
+    """Where this machine reaches the gateway (a wildcard bind address is not dialable)."""
+    return settings.gateway.host if settings.gateway.host not in ("0.0.0.0", "::") else "127.0.0.1"
+
+
 def _print_banner(settings: Settings, gateways: int, env: dict[str, str], stack: LocalStack) -> None:
-    host = settings.gateway.host if settings.gateway.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    host = _local_host(settings)
     base = f"http://{host}:{settings.gateway.port}"
     lines = [
         "",
@@ -121,7 +126,7 @@ def run_all(settings: Settings, *, gateways: int) -> int:
             gateway_env = {**env, "ECHONATS_GATEWAY_PORT": str(settings.gateway.port + index)}
             children.append(_spawn(f"gateway-{index + 1}", "gateway", gateway_env))
 
-        host = settings.gateway.host if settings.gateway.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        host = _local_host(settings)
         if not _wait_ready(f"http://{host}:{settings.gateway.port}/ready", children, stop):
             if stop.is_set():
                 return 0

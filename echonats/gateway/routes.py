@@ -261,8 +261,7 @@ class ChannelsController(Controller):
     ) -> s.MessageOut:
         started = time.perf_counter()
         message = await services.messaging.send(caller, channel_id, body=data.body, nonce=data.nonce)
-        metrics.send_ack_seconds.observe(time.perf_counter() - started)
-        metrics.messages_sent.labels("rest").inc()
+        metrics.record_send("rest", started)
         return s.MessageOut.of(message)
 
     @get(

@@ -259,8 +259,7 @@ class _Session:
             # A refused message is not a broken session: it stays open (see the module docstring).
             conn.offer(sf.error_frame(exc.message, code=exc.code, receipt=receipt, **extra))
             return
-        metrics.send_ack_seconds.observe(time.perf_counter() - started)
-        metrics.messages_sent.labels("stomp").inc()
+        metrics.record_send("stomp", started)
         if receipt is not None:
             # message-id is an extension: it lets a client match its message when it comes back.
             conn.offer(sf.receipt_frame(receipt, **{"message-id": str(message.id)}))

@@ -156,8 +156,7 @@ async def _send(conn: Connection, realtime: Realtime, frame: p.Send) -> None:
     message = await realtime.services.messaging.send(
         conn.caller, frame.channel_id, body=frame.body, nonce=frame.nonce
     )
-    metrics.send_ack_seconds.observe(time.perf_counter() - started)
-    metrics.messages_sent.labels("websocket").inc()
+    metrics.record_send("websocket", started)
     conn.offer(p.encode(p.Ack(nonce=frame.nonce, message_id=message.id, created_at=message.created_at)))
 
 
