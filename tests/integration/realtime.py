@@ -404,7 +404,10 @@ async def lead_stream_on(nc: NatsClient, stream: str, node: str, consumer: str |
 
     async def leads() -> bool:
         js = nc.jetstream(timeout=2)
-        info = await (js.consumer_info(stream, consumer) if consumer else js.stream_info(stream))
+        try:
+            info = await (js.consumer_info(stream, consumer) if consumer else js.stream_info(stream))
+        except nats.errors.TimeoutError:  # no leader answers while an election runs: ask again
+            return False
         if info.cluster and info.cluster.leader == node:
             return True
         with contextlib.suppress(nats.errors.TimeoutError):  # an election takes a moment
