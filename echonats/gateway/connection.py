@@ -1,8 +1,9 @@
-"""One WebSocket connection: a bounded send queue drained by its own writer task.
+"""One WebSocket connection: frames go straight to the socket while it keeps up, else into a bounded
+queue that a short-lived drain task empties once the socket takes data again.
 
-The fanout path only appends an already-encoded frame and wakes the writer, so a client that
-reads slowly delays nobody else. As its queue fills it first loses ephemeral frames (typing,
-presence); once full, it is closed with 4008 ("slow consumer").
+The fanout path never waits: it writes an already-framed message (see ``gateway.wire``) or queues
+it. A client that reads slowly therefore delays nobody else. As its queue fills it first loses
+ephemeral frames (typing, presence); once full, it is closed with 4008 ("slow consumer").
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from prometheus_client import Counter
 
 from echonats.core.base import Caller
 from echonats.gateway import protocol as p
+from echonats.gateway.wire import FrameSink, text_frame
 from echonats.model import Message
 
 log = logging.getLogger(__name__)
@@ -33,21 +35,26 @@ dropped_frames = Counter(
 )
 slow_consumer_closes = Counter("echonats_ws_slow_consumer_closes_total", "Connections closed with 4008")
 
+# One per fanned-out item: the first socket of a protocol renders into it under the protocol's key
+# and every other socket reuses the bytes.
+SharedFrames = dict[str, bytes]
+
 
 class Connection:
-    def __init__(self, caller: Caller, send: Send, *, max_queue: int) -> None:
+    def __init__(self, caller: Caller, send: Send, *, sink: FrameSink, max_queue: int) -> None:
         self.id = uuid.uuid4().hex
         self.caller = caller
         self.channels: set[uuid.UUID] = set()
         self.last_active = time.time()
-        self._send = send
+        self._send = send  # ASGI send: the close handshake stays with the server
+        self._sink = sink
         self._max_queue = max_queue
         # Ephemeral frames stop being queued at half capacity, keeping room for messages.
         self._ephemeral_limit = max_queue // 2
-        self._queue: deque[str] = deque()
-        self._wakeup = asyncio.Event()
+        self._queue: deque[bytes] = deque()
+        self._started = False  # nothing may be written before the handshake's response
         self._closing: tuple[int, str] | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self._drainer: asyncio.Task[None] | None = None  # exists only while frames wait
         self._closer: asyncio.Task[None] | None = None
 
     @property
@@ -63,13 +70,24 @@ class Connection:
         return self._closing is not None
 
     def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.id}")
+        """The handshake is done: write what was offered before it."""
+        self._started = True
+        if self._queue:
+            self._drainer = asyncio.create_task(self._drain(), name=f"ws-drain-{self.id}")
 
-    def offer(self, frame: str, *, ephemeral: bool = False) -> None:
-        """Queue a frame without waiting. Never blocks the caller (the fanout loop)."""
+    def offer(self, text: str, *, ephemeral: bool = False) -> None:
+        """Send one text frame without waiting. Never blocks the caller."""
+        self.offer_frame(text_frame(text.encode()), ephemeral=ephemeral)
+
+    def offer_frame(self, frame: bytes, *, ephemeral: bool = False) -> None:
+        """Send an already framed message (shared by every socket it fans out to) without waiting."""
         if self._closing is not None:
             return
-        depth = len(self._queue)
+        queue = self._queue
+        # The fast path: nothing waiting ahead of this frame, so order is kept by writing it now.
+        if not queue and self._started and self._sink.write_now(frame):
+            return
+        depth = len(queue)
         if ephemeral and depth >= self._ephemeral_limit:
             dropped_frames.inc()
             return
@@ -78,8 +96,9 @@ class Connection:
             log.info("closing slow consumer", extra={"connection_id": self.id, "user": self.user_id})
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
             return
-        self._queue.append(frame)
-        self._wakeup.set()
+        queue.append(frame)
+        if self._started and self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain(), name=f"ws-drain-{self.id}")
 
     def close(self, code: int, reason: str) -> None:
         """Drop what is queued and close the socket with this code, without waiting for the peer."""
@@ -87,56 +106,62 @@ class Connection:
             return
         self._closing = (code, reason)
         self._queue.clear()
-        # The writer may be stuck waiting for a peer that does not read; it will never finish that
-        # send, so it is cancelled and the close frame goes out from a task of its own (the server
+        # The drain task may be stuck waiting for a peer that does not read; it will never finish,
+        # so it is cancelled and the close frame goes out from a task of its own (the server
         # aborts the TCP connection if the peer does not answer the close within its timeout).
-        if self._writer is not None:
-            self._writer.cancel()
+        if self._drainer is not None:
+            self._drainer.cancel()
         self._closer = asyncio.create_task(self._send_close(code, reason), name=f"ws-close-{self.id}")
+
+    async def flushed(self) -> None:
+        """Return once every frame offered so far has been handed to the socket (or dropped)."""
+        drainer = self._drainer
+        if drainer is not None:
+            await asyncio.wait({drainer})
 
     async def _send_close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
-    async def _write_loop(self) -> None:
+    async def _drain(self) -> None:
         try:
-            while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                while self._queue:
-                    await self._send({"type": "websocket.send", "text": self._queue.popleft(), "bytes": None})
+            while self._queue:
+                await self._sink.flush(self._queue)
         except (OSError, RuntimeError, asyncio.CancelledError):
             # The peer is gone, we are closing it, or shutting down: nothing left to deliver.
-            return
+            self._queue.clear()
         except Exception:
             log.debug("writer stopped", exc_info=True, extra={"connection_id": self.id})
+            self._queue.clear()
+        finally:
+            self._drainer = None
 
     # -- what the fanout hub hands over; this class speaks the JSON protocol, others override --------
     # ``shared`` is one dict per fanned-out item: the first socket of a protocol renders into it
     # and every other socket reuses the result, so each message is encoded once per protocol.
-    def send_message(self, message: Message, shared: dict[str, str]) -> None:
+    def send_message(self, message: Message, shared: SharedFrames) -> None:
         frame = shared.get("json")
         if frame is None:
-            frame = shared["json"] = p.encode(p.MessageFrame.of(message))
-        self.offer(frame)
+            frame = shared["json"] = text_frame(p.encode_bytes(p.MessageFrame.of(message)))
+        self.offer_frame(frame)
 
     def send_typing(
-        self, channel_id: uuid.UUID, user_id: str, display_name: str, shared: dict[str, str]
+        self, channel_id: uuid.UUID, user_id: str, display_name: str, shared: SharedFrames
     ) -> None:
         frame = shared.get("json")
         if frame is None:
-            frame = shared["json"] = p.encode(
-                p.TypingFrame(channel_id=channel_id, user_id=user_id, payload=p.TypingPayload(display_name))
-            )
-        self.offer(frame, ephemeral=True)
+            payload = p.TypingPayload(display_name)
+            typing = p.TypingFrame(channel_id=channel_id, user_id=user_id, payload=payload)
+            frame = shared["json"] = text_frame(p.encode_bytes(typing))
+        self.offer_frame(frame, ephemeral=True)
 
-    def send_presence(self, user_id: str, status: str, shared: dict[str, str]) -> None:
+    def send_presence(self, user_id: str, status: str, shared: SharedFrames) -> None:
         frame = shared.get("json")
         if frame is None:
-            frame = shared["json"] = p.encode(
-                p.PresenceFrame(user_id=user_id, payload=p.PresencePayload(status))
+            frame = shared["json"] = text_frame(
+                p.encode_bytes(p.PresenceFrame(user_id=user_id, payload=p.PresencePayload(status)))
             )
-        self.offer(frame, ephemeral=True)
+        self.offer_frame(frame, ephemeral=True)
 
     def send_subscribed(self, channel_id: uuid.UUID) -> None:
         self.offer(p.encode(p.Subscribed(channel_id=channel_id)))
@@ -148,10 +173,11 @@ class Connection:
         self.offer(p.encode(p.ResyncRequired(channel_id=channel_id)))
 
     async def stop(self) -> None:
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
+        drainer = self._drainer
+        if drainer is not None and not drainer.done():
+            drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+                await drainer
         if self._closer is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._closer, timeout=15)

@@ -23,7 +23,7 @@ from echonats.adapters import subjects
 from echonats.adapters.jetstream import NATS_ERRORS, JetStreamMessageLog
 from echonats.adapters.records import message_decoder, typing_decoder
 from echonats.errors import EchonatsError
-from echonats.gateway.connection import Connection
+from echonats.gateway.connection import Connection, SharedFrames
 from echonats.model import Message
 from echonats.workers.presence import presence_decoder
 
@@ -220,7 +220,7 @@ class Hub:
                 self._deliver(channel, message)
 
     def _deliver(self, channel: _Channel, message: Message) -> None:
-        shared: dict[str, str] = {}  # each protocol's frame is encoded once, however many sockets
+        shared: SharedFrames = {}  # each protocol's frame is encoded once, however many sockets
         channel.last_id = message.id
         for conn in channel.sockets:
             conn.send_message(message, shared)
@@ -233,7 +233,7 @@ class Hub:
             record = typing_decoder.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return
-        shared: dict[str, str] = {}
+        shared: SharedFrames = {}
         for conn in channel.sockets:
             if conn.user_id != record.user_id:  # not echoed to the typist
                 conn.send_typing(channel.channel_id, record.user_id, record.display_name, shared)
@@ -246,7 +246,7 @@ class Hub:
         tenant = self._tenants.get(record.tenant_id)
         if tenant is None:
             return
-        shared: dict[str, str] = {}
+        shared: SharedFrames = {}
         for conn in tenant.sockets:
             conn.send_presence(record.user_id, record.status, shared)
 

@@ -128,8 +128,12 @@ _encoder = msgspec.json.Encoder()
 
 
 def encode(frame: ServerFrame) -> str:
-    # ASGI text frames are str; decoding once here keeps fanout at one encode per message.
     return _encoder.encode(frame).decode()
+
+
+def encode_bytes(frame: ServerFrame) -> bytes:
+    """UTF-8 JSON, what fanout frames once per message (``gateway.wire.text_frame``)."""
+    return _encoder.encode(frame)
 
 
 PONG = encode(Pong())

@@ -8,6 +8,7 @@ import uvicorn
 from litestar.types import ASGIApp
 
 from echonats.errors import ConfigError
+from echonats.gateway.wire import capture_transport
 from echonats.settings import Settings
 
 
@@ -19,7 +20,8 @@ def check_gateway_settings(settings: Settings) -> None:
 
 def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
-        app,
+        # Outermost, so it sees uvicorn's own ``send`` before Litestar wraps it (see gateway.wire).
+        capture_transport(app),
         host=settings.gateway.host,
         port=settings.gateway.port,
         # Per-message deflate compresses every frame once per socket: it would defeat encode-once fanout.

@@ -42,7 +42,6 @@ from typing import Any, NoReturn
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.datastructures import State
-from litestar.types import Message as AsgiMessage
 from litestar.types import Send
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -56,8 +55,9 @@ from echonats.core.base import Caller
 from echonats.errors import EchonatsError, Forbidden, NotFound, RateLimited, Unauthenticated, ValidationFailed
 from echonats.gateway import stomp_frames as sf
 from echonats.gateway.auth import authenticate, bearer_token
-from echonats.gateway.connection import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Connection
+from echonats.gateway.connection import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Connection, SharedFrames
 from echonats.gateway.stomp_frames import Frame
+from echonats.gateway.wire import FrameSink, sink_for, text_frame
 from echonats.gateway.ws import CLOSE_TRY_AGAIN_LATER, Realtime
 from echonats.model import Message
 
@@ -76,26 +76,26 @@ _CHANNEL_EVENTS = frozenset({ev.CHANNEL_CREATED, ev.CHANNEL_DELETED})
 class StompConnection(Connection):
     """A hub connection that renders messages as STOMP MESSAGE frames for its subscription ids."""
 
-    def __init__(self, caller: Caller, send: Send, *, max_queue: int) -> None:
-        super().__init__(caller, send, max_queue=max_queue)
+    def __init__(self, caller: Caller, send: Send, *, sink: FrameSink, max_queue: int) -> None:
+        super().__init__(caller, send, sink=sink, max_queue=max_queue)
         # Channel -> escaped subscription ids; one hub subscription per channel serves them all.
         self.channel_subscriptions: dict[uuid.UUID, list[str]] = {}
 
-    def send_message(self, message: Message, shared: dict[str, str]) -> None:
+    def send_message(self, message: Message, shared: SharedFrames) -> None:
         # The part after the subscription header is the same for every STOMP socket: render it once.
         tail = shared.get("stomp")
         if tail is None:
-            tail = shared["stomp"] = sf.channel_message_tail(message)
+            tail = shared["stomp"] = sf.channel_message_tail(message).encode()
         for subscription in self.channel_subscriptions.get(message.channel_id, ()):
-            self.offer(sf.message_frame(subscription, tail))
+            self.offer_frame(text_frame(sf.message_frame_bytes(subscription, tail)))
 
     # STOMP clients get no typing, presence or subscription-state frames (no destination for them;
     # SUBSCRIBE is confirmed by RECEIPT; no `since`, so no resync), so these hooks do nothing.
     def send_typing(
-        self, channel_id: uuid.UUID, user_id: str, display_name: str, shared: dict[str, str]
+        self, channel_id: uuid.UUID, user_id: str, display_name: str, shared: SharedFrames
     ) -> None: ...
 
-    def send_presence(self, user_id: str, status: str, shared: dict[str, str]) -> None: ...
+    def send_presence(self, user_id: str, status: str, shared: SharedFrames) -> None: ...
 
     def send_subscribed(self, channel_id: uuid.UUID) -> None: ...
 
@@ -136,8 +136,6 @@ class _Session:
         self.subscriptions: dict[str, _Subscription] = {}
         self.receive_timeout_s: float | None = CONNECT_TIMEOUT_S
         self._heartbeats: asyncio.Task[None] | None = None
-        self._final: str | None = None  # a frame that must be on the wire before the close
-        self._final_sent = asyncio.Event()
 
     async def run(self) -> None:
         context: dict[str, str] = {}
@@ -193,7 +191,12 @@ class _Session:
             caller = await self.realtime.services.membership.resolve(principal)
         except EchonatsError as exc:
             await self._fail(sf.error_frame(exc.message, code=exc.code), _close_code(exc))
-        conn = StompConnection(caller, self._send, max_queue=self.realtime.send_queue)
+        conn = StompConnection(
+            caller,
+            self.socket.send,
+            sink=sink_for(self.socket.scope, self.socket.send),
+            max_queue=self.realtime.send_queue,
+        )
         # Registered before CONNECTED goes out: once a client is connected, it is reachable.
         await self.realtime.hub.attach(conn)
         self.conn = conn
@@ -338,12 +341,6 @@ class _Session:
     async def _protocol_error(self, message: str, **headers: Any) -> NoReturn:
         await self._fail(sf.error_frame(message, **headers), CLOSE_PROTOCOL_ERROR)
 
-    async def _send(self, event: AsgiMessage) -> None:
-        """The writer's send: also notices when the final frame has left."""
-        await self.socket.send(event)
-        if self._final is not None and event["type"] == "websocket.send" and event.get("text") is self._final:
-            self._final_sent.set()
-
     async def _fail(self, frame: str, code: int) -> NoReturn:
         """Send ``frame`` (an ERROR or a final RECEIPT), then close with ``code``. Never returns."""
         conn = self.conn
@@ -352,12 +349,10 @@ class _Session:
                 await self.socket.send_text(frame)
                 await self.socket.close(code)
             raise _Closing
-        self._final = frame
         conn.offer(frame)
-        if not conn.closing:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(FLUSH_TIMEOUT_S):
-                    await self._final_sent.wait()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FLUSH_TIMEOUT_S):
+                await conn.flushed()  # the frame is on its way before the close frame
         conn.close(code, "")
         raise _Closing
 

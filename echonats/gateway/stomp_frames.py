@@ -262,6 +262,11 @@ def message_frame(escaped_subscription: str, tail: str) -> str:
     return f"MESSAGE\nsubscription:{escaped_subscription}{tail}"
 
 
+def message_frame_bytes(escaped_subscription: str, tail: bytes) -> bytes:
+    """:func:`message_frame` on a tail already encoded to UTF-8 (once per fanned-out message)."""
+    return b"MESSAGE\nsubscription:" + escaped_subscription.encode() + tail
+
+
 def receipt_frame(receipt_id: str, **extra: str) -> str:
     return serialize("RECEIPT", {"receipt-id": receipt_id, **extra}).decode()
 

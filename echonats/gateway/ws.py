@@ -31,6 +31,7 @@ from echonats.gateway.auth import authenticate, bearer_token
 from echonats.gateway.connection import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Connection
 from echonats.gateway.fanout import Hub
 from echonats.gateway.presence import PresenceTracker
+from echonats.gateway.wire import sink_for
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,9 @@ async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
         await socket.accept()  # close codes reach browsers; a refused upgrade's status does not
         await socket.close(*_close_for(exc))
         return
-    conn = Connection(caller, socket.send, max_queue=realtime.send_queue)
+    conn = Connection(
+        caller, socket.send, sink=sink_for(socket.scope, socket.send), max_queue=realtime.send_queue
+    )
     # Register before completing the handshake: once a client is connected, it is reachable.
     await realtime.hub.attach(conn)
     context = {"connection_id": conn.id, "tenant": str(conn.tenant_id), "user": conn.user_id}

@@ -1,0 +1,133 @@
+"""Server frames written to the transport, and a connection's queue around them (fake sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
+from echonats.core.base import Caller
+from echonats.gateway.connection import CLOSE_SLOW_CONSUMER, Connection
+from echonats.gateway.wire import payload_of, text_frame
+from echonats.model import Member, Principal, Role
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 200_000])
+def test_text_frame_is_what_websockets_would_send_and_parses_back(size: int) -> None:
+    payload = ("é" * size).encode()[:size]
+    payload = payload.decode("utf-8", errors="ignore").encode()  # whole characters only
+    ours = text_frame(payload)
+    assert ours == Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
+    reader = StreamReader()
+    reader.feed_data(ours)
+    parser = Frame.parse(reader.read_exact, mask=False)
+    with pytest.raises(StopIteration) as parsed:
+        next(parser)
+    frame = parsed.value.value
+    assert (frame.opcode, frame.fin, frame.data) == (Opcode.TEXT, True, payload)
+    assert payload_of(ours) == payload
+
+
+class FakeSink:
+    """A socket that takes frames while ``open`` and otherwise makes flush wait."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.resumed = asyncio.Event()
+        self.written: list[bytes] = []  # one entry per transport write
+
+    def write_now(self, frame: bytes) -> bool:
+        if self.open:
+            self.written.append(frame)
+        return self.open
+
+    async def flush(self, frames: deque[bytes]) -> None:
+        await self.resumed.wait()
+        self.written.append(b"".join(frames))
+        frames.clear()
+
+    def payloads(self) -> list[bytes]:
+        data = b"".join(self.written)
+        out = []
+        while data:
+            size = data[1]
+            head = 2 if size < 126 else 4
+            size = size if size < 126 else int.from_bytes(data[2:4], "big")
+            out.append(data[head : head + size])
+            data = data[head + size :]
+        return out
+
+
+def make_connection(sink: FakeSink, max_queue: int = 4) -> tuple[Connection, list[dict[str, Any]]]:
+    tenant = uuid.uuid4()
+    member = Member(tenant, "u1", "U One", None, Role.MEMBER, datetime.now(UTC))
+    caller = Caller(Principal("u1", tenant, "U One"), member)
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: Any) -> None:
+        sent.append(event)
+
+    return Connection(caller, send, sink=sink, max_queue=max_queue), sent
+
+
+async def test_frames_offered_before_the_handshake_wait_for_it_and_keep_their_order() -> None:
+    sink = FakeSink()
+    conn, _ = make_connection(sink)
+    conn.offer("a")
+    conn.offer("b")
+    assert sink.written == []
+    sink.resumed.set()
+    conn.start()
+    conn.offer("c")  # queued behind a and b, not written ahead of them
+    await asyncio.wait_for(conn.flushed(), 2)
+    assert sink.payloads() == [b"a", b"b", b"c"]
+
+
+async def test_a_socket_that_keeps_up_gets_each_frame_written_at_once() -> None:
+    sink = FakeSink()
+    conn, _ = make_connection(sink)
+    conn.start()
+    shared = text_frame(b'{"type":"message"}')
+    for _ in range(10):
+        conn.offer_frame(shared)
+    assert sink.written == [shared] * 10
+
+
+async def test_a_paused_socket_queues_then_gets_the_backlog_in_one_write() -> None:
+    sink = FakeSink()
+    conn, _ = make_connection(sink, max_queue=8)
+    conn.start()
+    sink.open = False
+    for body in (b"1", b"2", b"3"):
+        conn.offer_frame(text_frame(body))
+    sink.open = True  # writable again, but frames already wait: the next one must queue behind them
+    conn.offer_frame(text_frame(b"4"))
+    sink.resumed.set()
+    await asyncio.wait_for(conn.flushed(), 2)
+    assert sink.payloads() == [b"1", b"2", b"3", b"4"]
+    assert len(sink.written) == 1
+
+
+async def test_a_slow_socket_loses_typing_first_then_is_closed_as_a_slow_consumer() -> None:
+    sink = FakeSink()
+    conn, sent = make_connection(sink, max_queue=4)
+    conn.start()
+    sink.open = False
+    conn.offer("m1")
+    conn.offer("m2")
+    conn.offer("typing", ephemeral=True)  # queue at half capacity: dropped
+    conn.offer("m3")
+    conn.offer("m4")
+    assert not conn.closing
+    conn.offer("m5")  # full
+    assert conn.closing
+    await conn.stop()
+    assert sent == [{"type": "websocket.close", "code": CLOSE_SLOW_CONSUMER, "reason": "slow consumer"}]
+    conn.offer("after close")
+    assert sink.written == []
