@@ -1,9 +1,10 @@
-"""One WebSocket connection: frames go straight to the socket while it keeps up, else into a bounded
-queue that a short-lived drain task empties once the socket takes data again.
+"""One WebSocket connection: frames go to the socket at the end of the loop iteration while it
+keeps up (``WriteCoalescer``), else into a bounded queue that a short-lived drain task empties
+once the socket takes data again.
 
-The fanout path never waits: it writes an already-framed message (see ``gateway.wire``) or queues
-it. A client that reads slowly therefore delays nobody else. As its queue fills it first loses
-ephemeral frames (typing, presence); once full, it is closed with 4008 ("slow consumer").
+The fanout path never waits: it hands over an already-framed message (see ``gateway.wire``). A
+client that reads slowly therefore delays nobody else. As its queue fills it first loses ephemeral
+frames (typing, presence); once full, it is closed with 4008 ("slow consumer").
 """
 
 from __future__ import annotations
@@ -39,22 +40,32 @@ slow_consumer_closes = Counter("echonats_ws_slow_consumer_closes_total", "Connec
 # and every other socket reuses the bytes.
 SharedFrames = dict[str, bytes]
 
+# A socket's frames of one loop iteration are written once this many wait (bounds the memory a burst
+# can hold per socket before the coalesced write).
+MAX_COALESCED_FRAMES = 256
+
 
 class Connection:
-    def __init__(self, caller: Caller, send: Send, *, sink: FrameSink, max_queue: int) -> None:
+    def __init__(
+        self, caller: Caller, send: Send, *, sink: FrameSink, coalescer: WriteCoalescer, max_queue: int
+    ) -> None:
         self.id = uuid.uuid4().hex
         self.caller = caller
         self.channels: set[uuid.UUID] = set()
         self.last_active = time.time()
         self._send = send  # ASGI send: the close handshake stays with the server
         self._sink = sink
+        self._coalescer = coalescer
         self._max_queue = max_queue
         # Ephemeral frames stop being queued at half capacity, keeping room for messages.
         self._ephemeral_limit = max_queue // 2
+        # Frames for a socket that takes data: written together at the end of this loop iteration.
+        self._pending: list[bytes] = []
+        # Frames for a socket that does not take data now (or before the handshake): bounded.
         self._queue: deque[bytes] = deque()
         self._started = False  # nothing may be written before the handshake's response
         self._closing: tuple[int, str] | None = None
-        self._drainer: asyncio.Task[None] | None = None  # exists only while frames wait
+        self._drainer: asyncio.Task[None] | None = None  # exists only while frames wait in _queue
         self._closer: asyncio.Task[None] | None = None
 
     @property
@@ -83,28 +94,56 @@ class Connection:
         """Send an already framed message (shared by every socket it fans out to) without waiting."""
         if self._closing is not None:
             return
-        queue = self._queue
-        # The fast path: nothing waiting ahead of this frame, so order is kept by writing it now.
-        if not queue and self._started and self._sink.write_now(frame):
+        if self._drainer is None and self._started:
+            pending = self._pending
+            pending.append(frame)
+            if len(pending) == 1:
+                self._coalescer.mark(self)
+            elif len(pending) >= MAX_COALESCED_FRAMES:
+                self.write_pending()
             return
-        depth = len(queue)
+        depth = len(self._queue)
         if ephemeral and depth >= self._ephemeral_limit:
             dropped_frames.inc()
             return
         if depth >= self._max_queue:
-            slow_consumer_closes.inc()
-            log.info("closing slow consumer", extra={"connection_id": self.id, "user": self.user_id})
-            self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
+            self._slow_consumer()
             return
-        queue.append(frame)
+        self._queue.append(frame)
         if self._started and self._drainer is None:
             self._drainer = asyncio.create_task(self._drain(), name=f"ws-drain-{self.id}")
+
+    def write_pending(self) -> None:
+        """Hand what this loop iteration offered to the socket in one write, or queue it if the
+        socket does not take data now."""
+        pending = self._pending
+        if not pending or self._closing is not None:
+            pending.clear()
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        if self._sink.write_now(data):
+            pending.clear()
+            return
+        if len(self._queue) + len(pending) > self._max_queue:
+            pending.clear()
+            self._slow_consumer()
+            return
+        self._queue.extend(pending)
+        pending.clear()
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain(), name=f"ws-drain-{self.id}")
+
+    def _slow_consumer(self) -> None:
+        slow_consumer_closes.inc()
+        log.info("closing slow consumer", extra={"connection_id": self.id, "user": self.user_id})
+        self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
 
     def close(self, code: int, reason: str) -> None:
         """Drop what is queued and close the socket with this code, without waiting for the peer."""
         if self._closing is not None:
             return
         self._closing = (code, reason)
+        self._pending.clear()
         self._queue.clear()
         # The drain task may be stuck waiting for a peer that does not read; it will never finish,
         # so it is cancelled and the close frame goes out from a task of its own (the server
@@ -115,6 +154,7 @@ class Connection:
 
     async def flushed(self) -> None:
         """Return once every frame offered so far has been handed to the socket (or dropped)."""
+        self.write_pending()
         drainer = self._drainer
         if drainer is not None:
             await asyncio.wait({drainer})
@@ -181,3 +221,31 @@ class Connection:
         if self._closer is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._closer, timeout=15)
+
+
+class WriteCoalescer:
+    """Writes every connection's frames of one event-loop iteration together, after the iteration.
+
+    Messages reach a gateway in bursts (one NATS read carries all that arrived meanwhile) and each
+    goes to many sockets. Writing at once costs a syscall per message per socket; writing after
+    the burst costs one per socket, so the busier the gateway, the cheaper each delivery (what
+    nats-server's per-client flusher does). An idle gateway writes a lone message one callback
+    later, microseconds."""
+
+    __slots__ = ("_dirty", "_scheduled")
+
+    def __init__(self) -> None:
+        self._dirty: list[Connection] = []
+        self._scheduled = False
+
+    def mark(self, conn: Connection) -> None:
+        self._dirty.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._write_all)
+
+    def _write_all(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.write_pending()

@@ -55,9 +55,15 @@ from echonats.core.base import Caller
 from echonats.errors import EchonatsError, Forbidden, NotFound, RateLimited, Unauthenticated, ValidationFailed
 from echonats.gateway import stomp_frames as sf
 from echonats.gateway.auth import authenticate, bearer_token
-from echonats.gateway.connection import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Connection, SharedFrames
+from echonats.gateway.connection import (
+    CLOSE_FORBIDDEN,
+    CLOSE_UNAUTHORIZED,
+    Connection,
+    SharedFrames,
+    WriteCoalescer,
+)
 from echonats.gateway.stomp_frames import Frame
-from echonats.gateway.wire import FrameSink, sink_for, text_frame
+from echonats.gateway.wire import FrameSink, text_frame
 from echonats.gateway.ws import CLOSE_TRY_AGAIN_LATER, Realtime
 from echonats.model import Message
 
@@ -76,8 +82,10 @@ _CHANNEL_EVENTS = frozenset({ev.CHANNEL_CREATED, ev.CHANNEL_DELETED})
 class StompConnection(Connection):
     """A hub connection that renders messages as STOMP MESSAGE frames for its subscription ids."""
 
-    def __init__(self, caller: Caller, send: Send, *, sink: FrameSink, max_queue: int) -> None:
-        super().__init__(caller, send, sink=sink, max_queue=max_queue)
+    def __init__(
+        self, caller: Caller, send: Send, *, sink: FrameSink, coalescer: WriteCoalescer, max_queue: int
+    ) -> None:
+        super().__init__(caller, send, sink=sink, coalescer=coalescer, max_queue=max_queue)
         # Channel -> escaped subscription ids; one hub subscription per channel serves them all.
         self.channel_subscriptions: dict[uuid.UUID, list[str]] = {}
 
@@ -191,12 +199,7 @@ class _Session:
             caller = await self.realtime.services.membership.resolve(principal)
         except EchonatsError as exc:
             await self._fail(sf.error_frame(exc.message, code=exc.code), _close_code(exc))
-        conn = StompConnection(
-            caller,
-            self.socket.send,
-            sink=sink_for(self.socket.scope, self.socket.send),
-            max_queue=self.realtime.send_queue,
-        )
+        conn = self.realtime.connection(caller, self.socket, StompConnection)
         # Registered before CONNECTED goes out: once a client is connected, it is reachable.
         await self.realtime.hub.attach(conn)
         self.conn = conn

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import WebSocket, websocket
@@ -23,17 +23,20 @@ from nats.aio.client import Client as NatsClient
 from echonats import metrics
 from echonats.adapters import subjects
 from echonats.adapters.records import TypingRecord, message_encoder
+from echonats.core.base import Caller
 from echonats.core.ports import TypingThrottle
 from echonats.core.services import Services
 from echonats.errors import EchonatsError, Forbidden, RateLimited, Unauthenticated, Unavailable
 from echonats.gateway import protocol as p
 from echonats.gateway.auth import authenticate, bearer_token
-from echonats.gateway.connection import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Connection
+from echonats.gateway.connection import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Connection, WriteCoalescer
 from echonats.gateway.fanout import Hub
 from echonats.gateway.presence import PresenceTracker
 from echonats.gateway.wire import sink_for
 
 log = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=Connection)
 
 CLOSE_TRY_AGAIN_LATER = 1013
 
@@ -49,6 +52,12 @@ class Realtime:
     typing: TypingThrottle
     send_queue: int
     max_frame_bytes: int
+    coalescer: WriteCoalescer = field(default_factory=WriteCoalescer)
+
+    def connection(self, caller: Caller, socket: WebSocket[Any, Any, Any], kind: type[C]) -> C:
+        """A hub connection for an accepted (or about to be) socket."""
+        sink = sink_for(socket.scope, socket.send)
+        return kind(caller, socket.send, sink=sink, coalescer=self.coalescer, max_queue=self.send_queue)
 
 
 def error_frame(exc: EchonatsError, ref: str | None = None) -> str:
@@ -76,9 +85,7 @@ async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
         await socket.accept()  # close codes reach browsers; a refused upgrade's status does not
         await socket.close(*_close_for(exc))
         return
-    conn = Connection(
-        caller, socket.send, sink=sink_for(socket.scope, socket.send), max_queue=realtime.send_queue
-    )
+    conn = realtime.connection(caller, socket, Connection)
     # Register before completing the handshake: once a client is connected, it is reachable.
     await realtime.hub.attach(conn)
     context = {"connection_id": conn.id, "tenant": str(conn.tenant_id), "user": conn.user_id}

@@ -13,7 +13,7 @@ from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from echonats.core.base import Caller
-from echonats.gateway.connection import CLOSE_SLOW_CONSUMER, Connection
+from echonats.gateway.connection import CLOSE_SLOW_CONSUMER, Connection, WriteCoalescer
 from echonats.gateway.wire import payload_of, text_frame
 from echonats.model import Member, Principal, Role
 
@@ -73,7 +73,13 @@ def make_connection(sink: FakeSink, max_queue: int = 4) -> tuple[Connection, lis
     async def send(event: Any) -> None:
         sent.append(event)
 
-    return Connection(caller, send, sink=sink, max_queue=max_queue), sent
+    conn = Connection(caller, send, sink=sink, coalescer=WriteCoalescer(), max_queue=max_queue)
+    return conn, sent
+
+
+async def next_iteration() -> None:
+    """Let the coalescer's end-of-iteration callback run (it was scheduled before this)."""
+    await asyncio.sleep(0)
 
 
 async def test_frames_offered_before_the_handshake_wait_for_it_and_keep_their_order() -> None:
@@ -89,14 +95,37 @@ async def test_frames_offered_before_the_handshake_wait_for_it_and_keep_their_or
     assert sink.payloads() == [b"a", b"b", b"c"]
 
 
-async def test_a_socket_that_keeps_up_gets_each_frame_written_at_once() -> None:
+async def test_a_socket_that_keeps_up_gets_one_write_per_loop_iteration() -> None:
     sink = FakeSink()
     conn, _ = make_connection(sink)
     conn.start()
     shared = text_frame(b'{"type":"message"}')
     for _ in range(10):
         conn.offer_frame(shared)
-    assert sink.written == [shared] * 10
+    assert sink.written == []  # not before the burst is over
+    await next_iteration()
+    assert sink.written == [shared * 10]
+    conn.offer_frame(shared)
+    await next_iteration()
+    assert sink.written == [shared * 10, shared]
+
+
+async def test_one_coalescer_writes_every_socket_of_a_fanout_once() -> None:
+    coalescer = WriteCoalescer()
+    sinks = [FakeSink() for _ in range(3)]
+    conns = []
+    for sink in sinks:
+        conn, _ = make_connection(sink)
+        conn._coalescer = coalescer
+        conn.start()
+        conns.append(conn)
+    for body in (b"1", b"2"):
+        frame = text_frame(body)
+        for conn in conns:
+            conn.offer_frame(frame)
+    await next_iteration()
+    assert [sink.payloads() for sink in sinks] == [[b"1", b"2"]] * 3
+    assert [len(sink.written) for sink in sinks] == [1, 1, 1]
 
 
 async def test_a_paused_socket_queues_then_gets_the_backlog_in_one_write() -> None:
@@ -106,6 +135,8 @@ async def test_a_paused_socket_queues_then_gets_the_backlog_in_one_write() -> No
     sink.open = False
     for body in (b"1", b"2", b"3"):
         conn.offer_frame(text_frame(body))
+    await next_iteration()  # the coalesced write finds the socket paused: queued, drain task waits
+    assert sink.written == []
     sink.open = True  # writable again, but frames already wait: the next one must queue behind them
     conn.offer_frame(text_frame(b"4"))
     sink.resumed.set()
@@ -120,6 +151,7 @@ async def test_a_slow_socket_loses_typing_first_then_is_closed_as_a_slow_consume
     conn.start()
     sink.open = False
     conn.offer("m1")
+    await next_iteration()  # paused: from now on frames wait in the bounded queue
     conn.offer("m2")
     conn.offer("typing", ephemeral=True)  # queue at half capacity: dropped
     conn.offer("m3")
@@ -131,3 +163,14 @@ async def test_a_slow_socket_loses_typing_first_then_is_closed_as_a_slow_consume
     assert sent == [{"type": "websocket.close", "code": CLOSE_SLOW_CONSUMER, "reason": "slow consumer"}]
     conn.offer("after close")
     assert sink.written == []
+
+
+async def test_a_burst_bigger_than_the_queue_does_not_close_a_socket_that_keeps_up() -> None:
+    sink = FakeSink()
+    conn, _ = make_connection(sink, max_queue=4)
+    conn.start()
+    for i in range(20):
+        conn.offer(str(i))
+    await next_iteration()
+    assert not conn.closing
+    assert sink.payloads() == [str(i).encode() for i in range(20)]
