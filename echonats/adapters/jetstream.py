@@ -7,11 +7,12 @@ previous id in the same channel), so live subscribers get ids, store order, and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import timedelta
 
 import asyncpg
@@ -120,18 +121,26 @@ class JetStreamMessageLog:
         self._js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self._last_floor: int | None = None
 
-    async def append(self, message: NewMessage) -> Appended:
+    async def begin_append(self, message: NewMessage) -> Awaitable[Appended]:
         headers = None
         if message.nonce is not None:
             headers = {"Nats-Msg-Id": f"{message.channel_id}:{message.sender_id}:{message.nonce}"}
         try:
-            ack = await self._js.publish(
+            # The publish is in the client's outgoing buffer when this returns (no reply awaited),
+            # so consecutive calls reach the stream in call order.
+            acknowledgement = await self._js.publish_async(
                 subjects.message_subject(message.tenant_id, message.channel_id),
                 message_encoder.encode(MessageRecord.of(message)),
-                timeout=PUBLISH_TIMEOUT_S,
                 stream=subjects.MESSAGES_STREAM,
                 headers=headers,
             )
+        except NATS_ERRORS as exc:
+            raise Unavailable(f"message not stored: JetStream unreachable ({exc!r})") from exc
+        return self._acknowledged(acknowledgement)
+
+    async def _acknowledged(self, acknowledgement: asyncio.Future[js_api.PubAck]) -> Appended:
+        try:
+            ack = await asyncio.wait_for(acknowledgement, PUBLISH_TIMEOUT_S)
         except NATS_ERRORS as exc:
             raise Unavailable(f"message not stored: JetStream did not acknowledge ({exc!r})") from exc
         return Appended(message_id=ack.seq, duplicate=bool(ack.duplicate))

@@ -37,28 +37,40 @@ rate_limit_fail_open = Counter(
 
 # GCRA: a bucket is its "theoretical arrival time" (TAT, unix ms). A send is allowed when, after
 # adding one emission interval, the TAT is at most `burst` intervals ahead of now; the excess is
-# exactly how long to wait. Both buckets are checked before either is written (all or nothing).
-# KEYS: user bucket, tenant bucket. ARGV: user interval ms, user burst, tenant interval ms, burst.
+# exactly how long to wait. Both buckets are checked before either moves (all or nothing per send).
+# Up to `count` consecutive sends are taken in one call, stopping at the first refused one.
+# KEYS: user bucket, tenant bucket. ARGV: user interval ms, user burst, tenant interval ms, burst,
+# count. Returns {granted, retry after ms (for the first refused send), 'user'|'tenant'|''}.
 _GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local function check(key, interval, burst)
-  local tat = tonumber(redis.call('GET', key) or 0)
-  if tat < now then tat = now end
-  local new_tat = tat + interval
-  return new_tat, new_tat - now - interval * burst
+local u_int, u_burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t_int, t_burst = tonumber(ARGV[3]), tonumber(ARGV[4])
+local count = tonumber(ARGV[5])
+local u_tat = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
+local t_tat = math.max(tonumber(redis.call('GET', KEYS[2]) or 0), now)
+local granted, retry, scope = 0, 0, ''
+while granted < count do
+  local u_new, t_new = u_tat + u_int, t_tat + t_int
+  local u_over = u_new - now - u_int * u_burst
+  local t_over = t_new - now - t_int * t_burst
+  -- 0.01 ms of slack absorbs float rounding of the stored TATs (a burst at one instant must pass)
+  if u_over > 0.01 or t_over > 0.01 then
+    if u_over >= t_over then
+      retry, scope = math.max(1, math.ceil(u_over)), 'user'
+    else
+      retry, scope = math.max(1, math.ceil(t_over)), 'tenant'
+    end
+    break
+  end
+  u_tat, t_tat, granted = u_new, t_new, granted + 1
 end
-local u_tat, u_over = check(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
-local t_tat, t_over = check(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
--- 0.01 ms of slack absorbs float rounding of the stored TATs (a burst at one instant must pass)
-if u_over > 0.01 or t_over > 0.01 then
-  if u_over >= t_over then return {0, math.max(1, math.ceil(u_over)), 'user'} end
-  return {0, math.max(1, math.ceil(t_over)), 'tenant'}
+if granted > 0 then
+  -- expire when the bucket is full again: an absent key means exactly that
+  redis.call('SET', KEYS[1], string.format('%.3f', u_tat), 'PX', math.max(1, math.ceil(u_tat - now)))
+  redis.call('SET', KEYS[2], string.format('%.3f', t_tat), 'PX', math.max(1, math.ceil(t_tat - now)))
 end
--- expire when the bucket is full again: an absent key means exactly that
-redis.call('SET', KEYS[1], string.format('%.3f', u_tat), 'PX', math.max(1, math.ceil(u_tat - now)))
-redis.call('SET', KEYS[2], string.format('%.3f', t_tat), 'PX', math.max(1, math.ceil(t_tat - now)))
-return {1, 0, ''}
+return {granted, retry, scope}
 """
 
 FAIL_OPEN_LOG_INTERVAL_S = 10.0
@@ -91,6 +103,14 @@ class RedisRateLimiter:
         self._last_warning = -math.inf
 
     async def acquire(self, tenant_id: uuid.UUID, user_id: str, *, tenant_per_second: int) -> None:
+        """Take one send, or raise ``RateLimited``."""
+        _, refusal = await self.acquire_many(tenant_id, user_id, 1, tenant_per_second=tenant_per_second)
+        if refusal is not None:
+            raise refusal
+
+    async def acquire_many(
+        self, tenant_id: uuid.UUID, user_id: str, count: int, *, tenant_per_second: int
+    ) -> tuple[int, RateLimited | None]:
         tenant_rate = max(1, tenant_per_second)  # the API enforces >= 1; never divide by zero here
         keys = [f"rl:u:{tenant_id}:{user_id}", f"rl:t:{tenant_id}"]
         args: list[str | int] = [
@@ -98,22 +118,23 @@ class RedisRateLimiter:
             self._user_burst,
             repr(1000.0 / tenant_rate),
             tenant_rate,
+            count,
         ]
         try:
             async with asyncio.timeout(self._timeout_s):
-                allowed, retry_after_ms, scope = await self._script(keys=keys, args=args)
+                granted, retry_after_ms, scope = await self._script(keys=keys, args=args)
         except REDIS_ERRORS as exc:
             self._fail_open(exc)
-            return
-        if int(allowed):
-            return
+            return count, None
+        if int(granted) == count:
+            return count, None
         scope = _text(scope)
         limit = self._user_limit if scope == "user" else tenant_rate
-        error = RateLimited(
+        refusal = RateLimited(
             f"{scope} rate limit exceeded ({limit}/s)", retry_after_ms=int(retry_after_ms), limit=limit
         )
-        error.details["scope"] = scope
-        raise error
+        refusal.details["scope"] = scope
+        return int(granted), refusal
 
     def _fail_open(self, exc: BaseException) -> None:
         rate_limit_fail_open.inc()

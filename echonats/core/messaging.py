@@ -8,12 +8,13 @@ log's not-yet-persisted tail: a sender always reads its own acknowledged writes.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Sequence
 
 from echonats import model
 from echonats.core.access import ChannelAccess, TenantLimitsCache
 from echonats.core.base import Caller
-from echonats.core.ports import Clock, MessageLog, RateLimiter, Store
-from echonats.errors import Unavailable, ValidationFailed
+from echonats.core.ports import Appended, Clock, MessageLog, RateLimiter, Store
+from echonats.errors import RateLimited, Unavailable, ValidationFailed
 from echonats.model import HistoryPage, Message, NewMessage
 
 MIN_PAGE = 1
@@ -40,16 +41,20 @@ class MessagingService:
         self._tenants = tenants or TenantLimitsCache(store)
 
     async def send(self, caller: Caller, channel_id: uuid.UUID, *, body: str, nonce: str | None) -> Message:
+        new = await self.check(caller, channel_id, body=body, nonce=nonce)
+        _, refusal = await self.admit(caller, [new])
+        if refusal is not None:
+            raise refusal
+        return await (await self.submit(new))
+
+    async def check(
+        self, caller: Caller, channel_id: uuid.UUID, *, body: str, nonce: str | None
+    ) -> NewMessage:
+        """Validation and access: the message as it would be stored. Safe to run concurrently."""
         text = model.message_body(body)
         client_nonce = model.nonce(nonce)
         await self._access.readable(caller, channel_id)
-        if self._limiter is not None:
-            # After validation and access checks: rejected input must not spend the sender's budget.
-            tenant = await self._tenants.get(caller.tenant_id)
-            await self._limiter.acquire(
-                caller.tenant_id, caller.user_id, tenant_per_second=tenant.max_messages_per_second
-            )
-        new = NewMessage(
+        return NewMessage(
             tenant_id=caller.tenant_id,
             channel_id=channel_id,
             sender_id=caller.user_id,
@@ -58,7 +63,28 @@ class MessagingService:
             nonce=client_nonce,
             created_at=self._clock.now(),
         )
-        appended = await self._log.append(new)
+
+    async def admit(self, caller: Caller, messages: Sequence[NewMessage]) -> tuple[int, RateLimited | None]:
+        """Rate limits for consecutive checked messages of one sender, in their order (after
+        validation and access: rejected input must not spend the sender's budget). Returns how many
+        of the first may go on and the refusal for the rest, if any."""
+        if self._limiter is None or not messages:
+            return len(messages), None
+        tenant = await self._tenants.get(caller.tenant_id)
+        return await self._limiter.acquire_many(
+            caller.tenant_id, caller.user_id, len(messages), tenant_per_second=tenant.max_messages_per_second
+        )
+
+    async def submit(self, new: NewMessage) -> Awaitable[Message]:
+        """Give ``new`` its place in the log now; await the result for the stored message.
+
+        Returning before the acknowledgement lets one sender have many messages in flight, in
+        order, instead of one log round trip per message."""
+        pending = await self._log.begin_append(new)
+        return self._stored(new, pending)
+
+    async def _stored(self, new: NewMessage, pending: Awaitable[Appended]) -> Message:
+        appended = await pending
         if appended.duplicate:
             # Same nonce within the dedupe window: answer with the original message.
             original = await self._log.get(appended.message_id)

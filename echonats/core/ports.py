@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from echonats.errors import RateLimited
 from echonats.model import (
     Channel,
     ChannelMember,
@@ -153,7 +154,12 @@ class Appended:
 class MessageLog(Protocol):
     """The durable message log (JetStream): append, and read what may not be persisted yet."""
 
-    async def append(self, message: NewMessage) -> Appended: ...
+    async def begin_append(self, message: NewMessage) -> Awaitable[Appended]:
+        """Send ``message`` to the log and return once it has its place in the log's order, without
+        waiting for the acknowledgement: await the result for that (``Unavailable`` if none comes).
+        Calls made one after another are stored in that order."""
+        ...
+
     async def get(self, message_id: int) -> Message | None: ...
     async def unpersisted(
         self,
@@ -173,12 +179,13 @@ class MessageLog(Protocol):
 
 
 class RateLimiter(Protocol):
-    async def acquire(self, tenant_id: uuid.UUID, user_id: str, *, tenant_per_second: int) -> None:
-        """Take one message from the user's and the tenant's budgets, atomically (both or neither).
-
-        Raise ``RateLimited`` (with ``retry_after_ms``, ``limit`` and ``remaining``) when either is
-        exhausted; nothing is taken then.
-        """
+    async def acquire_many(
+        self, tenant_id: uuid.UUID, user_id: str, count: int, *, tenant_per_second: int
+    ) -> tuple[int, RateLimited | None]:
+        """Take up to ``count`` consecutive sends from the user's and the tenant's budgets,
+        atomically (each from both or neither), in order: return how many were taken (the first
+        ones) and, if fewer than ``count``, the refusal for the rest (``RateLimited`` with
+        ``retry_after_ms`` and ``limit``)."""
         ...
 
 

@@ -35,6 +35,10 @@ dropped_frames = Counter(
     "echonats_ws_dropped_ephemeral_frames_total", "Typing/presence frames dropped for slow clients"
 )
 slow_consumer_closes = Counter("echonats_ws_slow_consumer_closes_total", "Connections closed with 4008")
+coalesced_writes = Counter(
+    "echonats_ws_coalesced_writes_total",
+    "Socket writes of frames gathered over one loop iteration (compare with frames broadcast)",
+)
 
 # One per fanned-out item: the first socket of a protocol renders into it under the protocol's key
 # and every other socket reuses the bytes.
@@ -247,5 +251,6 @@ class WriteCoalescer:
     def _write_all(self) -> None:
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
+        coalesced_writes.inc(len(dirty))
         for conn in dirty:
             conn.write_pending()

@@ -3,8 +3,9 @@
 Handshake: the token comes as ``?token=`` or an ``Authorization: Bearer`` header. The socket is
 accepted first and then closed with 4001 (bad or missing token) or 4003 (not allowed in the
 tenant), because browsers cannot read an HTTP status of a refused upgrade but do see close codes.
-Frames are handled one at a time per socket, so a client's sends are stored in the order it sent
-them. Bad frames get an error frame and the socket stays open.
+Frames are read one at a time per socket; sends are pipelined (``gateway.sending``): up to 64 in
+flight, stored in the order sent, acked in that order. Bad frames get an error frame and the
+socket stays open.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from echonats.gateway.auth import authenticate, bearer_token
 from echonats.gateway.connection import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Connection, WriteCoalescer
 from echonats.gateway.fanout import Hub
 from echonats.gateway.presence import PresenceTracker
+from echonats.gateway.sending import SendPipeline
 from echonats.gateway.wire import sink_for
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,15 @@ async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
         await socket.close(*_close_for(exc))
         return
     conn = realtime.connection(caller, socket, Connection)
+    sends = SendPipeline(
+        caller,
+        realtime.services.messaging,
+        transport="websocket",
+        on_stored=lambda message, nonce: conn.offer(
+            p.encode(p.Ack(nonce=nonce, message_id=message.id, created_at=message.created_at))
+        ),
+        on_error=lambda exc, ref: conn.offer(error_frame(exc, ref)),
+    )
     # Register before completing the handshake: once a client is connected, it is reachable.
     await realtime.hub.attach(conn)
     context = {"connection_id": conn.id, "tenant": str(conn.tenant_id), "user": conn.user_id}
@@ -94,9 +105,10 @@ async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
         conn.start()
         log.info("websocket connected", extra=context)
         await realtime.presence.connected(conn)
-        await _read_frames(socket, realtime, conn)
+        await _read_frames(socket, realtime, conn, sends)
     finally:
         log.info("websocket disconnected", extra=context)
+        await sends.close()
         await realtime.hub.detach(conn)
         await realtime.presence.disconnected(conn)
         await conn.stop()
@@ -111,7 +123,9 @@ def _close_for(exc: EchonatsError) -> tuple[int, str]:
     return CLOSE_TRY_AGAIN_LATER, "try again later"
 
 
-async def _read_frames(socket: WebSocket[Any, Any, Any], realtime: Realtime, conn: Connection) -> None:
+async def _read_frames(
+    socket: WebSocket[Any, Any, Any], realtime: Realtime, conn: Connection, sends: SendPipeline
+) -> None:
     while not conn.closing:
         event = await socket.receive()
         if event["type"] != "websocket.receive":
@@ -121,10 +135,10 @@ async def _read_frames(socket: WebSocket[Any, Any, Any], realtime: Realtime, con
         if text is None:
             conn.offer(_bad_frame("frames must be JSON text frames"))
             continue
-        await _handle(conn, realtime, text)
+        await _handle(conn, realtime, sends, text)
 
 
-async def _handle(conn: Connection, realtime: Realtime, text: str) -> None:
+async def _handle(conn: Connection, realtime: Realtime, sends: SendPipeline, text: str) -> None:
     try:
         frame = p.client_frame_decoder.decode(text)
     except msgspec.ValidationError as exc:
@@ -139,8 +153,7 @@ async def _handle(conn: Connection, realtime: Realtime, text: str) -> None:
     ref = None
     try:
         if isinstance(frame, p.Send):
-            ref = frame.nonce
-            await _send(conn, realtime, frame)
+            await sends.submit(frame.channel_id, frame.body, frame.nonce)  # answered when stored
         elif isinstance(frame, p.Subscribe):
             ref = str(frame.channel_id)
             await realtime.services.access.readable(conn.caller, frame.channel_id)
@@ -159,15 +172,6 @@ async def _handle(conn: Connection, realtime: Realtime, text: str) -> None:
         # A bug must cost this one frame, not the connection (and never its other subscriptions).
         log.exception("frame handling failed", extra={"connection_id": conn.id})
         conn.offer(p.encode(p.ErrorFrame(code="internal_error", message="internal error", ref=ref)))
-
-
-async def _send(conn: Connection, realtime: Realtime, frame: p.Send) -> None:
-    started = time.perf_counter()
-    message = await realtime.services.messaging.send(
-        conn.caller, frame.channel_id, body=frame.body, nonce=frame.nonce
-    )
-    metrics.record_send("websocket", started)
-    conn.offer(p.encode(p.Ack(nonce=frame.nonce, message_id=message.id, created_at=message.created_at)))
 
 
 async def _typing(conn: Connection, realtime: Realtime, channel_id: uuid.UUID) -> None:

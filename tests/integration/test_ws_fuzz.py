@@ -98,6 +98,18 @@ async def _barrier(ws: Client) -> None:
     await ws.wait_for_type("pong", count=pongs + 1)
 
 
+def _is_send(payload: str | bytes) -> bool:
+    try:
+        parsed = json.loads(payload) if isinstance(payload, str) else None
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(parsed, dict) and parsed.get("type") == "send"
+
+
+def _send_answers(frames: list[dict[str, Any]]) -> int:
+    return sum(f["type"] in ("ack", "error") for f in frames)
+
+
 def _size(payload: str | bytes) -> int:
     return len(payload.encode() if isinstance(payload, str) else payload)
 
@@ -154,6 +166,9 @@ class Harness:
             self.fuzzed = await self.stack.enter_async_context(ws_client(self.base, self.token))
         else:
             await _barrier(ws)
+            # Sends are pipelined: their ack or error may come after the pong.
+            sends = sum(map(_is_send, payloads))
+            await ws.wait(lambda: _send_answers(ws.frames[before:]) >= sends, 10, f"answers to {sends} sends")
             answers = [f for f in ws.frames[before:] if f["type"] not in ("pong", "presence")]
         await _barrier(self.fuzzed)
         await self.still_serving()

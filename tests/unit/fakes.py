@@ -422,9 +422,19 @@ class FakeMessageLog:
         self.fail_with: EchonatsError | None = None
         self._dedupe: dict[tuple[uuid.UUID, str, str], int] = {}
 
-    async def append(self, message: NewMessage) -> Appended:
-        if self.fail_with is not None:
-            raise self.fail_with
+    async def begin_append(self, message: NewMessage) -> Awaitable[Appended]:
+        failure = self.fail_with
+        appended = self._append(message) if failure is None else None
+
+        async def acknowledgement() -> Appended:
+            if appended is None:
+                assert failure is not None
+                raise failure  # like a log that took the message but never acknowledged it
+            return appended
+
+        return acknowledgement()
+
+    def _append(self, message: NewMessage) -> Appended:
         key = None
         if message.nonce is not None:
             key = (message.channel_id, message.sender_id, message.nonce)

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from echonats.core.ports import Appended
 from echonats.errors import Conflict, Unavailable
 from echonats.model import Channel, DomainEvent, NewMessage, Role, Tenant, User
 from tests.unit.fakes import EPOCH, FakeMessageLog, InMemoryStore, RecordingPublisher
@@ -18,6 +19,10 @@ def _tenant() -> Tenant:
 
 def _channel(tenant_id: uuid.UUID, name: str, *, private: bool = False) -> Channel:
     return Channel(uuid.uuid4(), tenant_id, name, "", private, None, EPOCH)
+
+
+async def append(log: FakeMessageLog, message: NewMessage) -> Appended:
+    return await (await log.begin_append(message))
 
 
 async def _seeded() -> tuple[InMemoryStore, uuid.UUID]:
@@ -115,7 +120,7 @@ async def test_message_page_cursors_are_exclusive_and_direction_follows_the_adap
     channel = _channel(tenant_id, "general")
     log = FakeMessageLog(store, first_id=10)
     for i in range(6):
-        await log.append(NewMessage(tenant_id, channel.id, "ann", "stale name", f"m{i}", None, EPOCH))
+        await append(log, NewMessage(tenant_id, channel.id, "ann", "stale name", f"m{i}", None, EPOCH))
     log.persist_all()
     async with store.read() as tx:
 
@@ -139,13 +144,13 @@ async def test_log_dedupes_and_reports_only_unpersisted_messages() -> None:
     def msg(channel_id: uuid.UUID, nonce: str | None) -> NewMessage:
         return NewMessage(tenant_id, channel_id, "ann", "Ann", "hi", nonce, EPOCH)
 
-    first = await log.append(msg(a, "n"))
+    first = await append(log, msg(a, "n"))
     assert (first.message_id, first.duplicate) == (100, False)
-    dup = await log.append(msg(a, "n"))
+    dup = await append(log, msg(a, "n"))
     assert (dup.message_id, dup.duplicate) == (100, True)
-    assert (await log.append(msg(b, "n"))).message_id == 101
-    assert (await log.append(msg(a, None))).message_id == 102
-    assert (await log.append(msg(a, None))).message_id == 103
+    assert (await append(log, msg(b, "n"))).message_id == 101
+    assert (await append(log, msg(a, None))).message_id == 102
+    assert (await append(log, msg(a, None))).message_id == 103
 
     assert [
         m.id for m in await log.unpersisted(tenant_id, a, after=None, before=None, limit=10, newest=False)

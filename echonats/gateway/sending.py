@@ -1,0 +1,173 @@
+"""One socket's sends, pipelined: checked concurrently, logged in the order sent, answered in order.
+
+Handling a ``send`` takes round trips (the rate limiter in Redis, JetStream's acknowledgement).
+Waiting for each before reading the next frame caps a socket at one message per round trip, and a
+busy gateway stretches every round trip over several event-loop iterations: a client that sends
+in bursts (a bot, a bridge, a bench sender) then sees its acks fall seconds behind. Here a socket
+may have ``window`` sends in flight. Their checks run concurrently; each enters the log only after
+every earlier one has (or has failed), so the stream keeps the client's order; acks and errors go
+out in the order the frames came. While the window is full the socket is not read, which pushes
+back on the client through TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from echonats import metrics
+from echonats.core.base import Caller
+from echonats.core.messaging import MessagingService
+from echonats.errors import EchonatsError
+from echonats.model import Message, NewMessage
+
+log = logging.getLogger(__name__)
+
+# A client with this many unanswered sends is not read until one is answered.
+MAX_SENDS_IN_FLIGHT = 64
+
+StoredCallback = Callable[[Message, str | None], None]
+ErrorCallback = Callable[[EchonatsError, str | None], None]
+
+
+@dataclass(slots=True)
+class _Send:
+    ref: str | None  # what the answer quotes (the nonce)
+    started: float
+    checked: asyncio.Task[NewMessage]
+    stored: asyncio.Future[Message] | None = None  # once the message has its place in the log
+
+
+def _failure(task: asyncio.Task[NewMessage]) -> BaseException:
+    return (
+        asyncio.CancelledError() if task.cancelled() else task.exception() or EchonatsError("internal error")
+    )
+
+
+class SendPipeline:
+    def __init__(
+        self,
+        caller: Caller,
+        messaging: MessagingService,
+        *,
+        transport: str,
+        on_stored: StoredCallback,
+        on_error: ErrorCallback,
+        window: int = MAX_SENDS_IN_FLIGHT,
+    ) -> None:
+        self._caller = caller
+        self._messaging = messaging
+        self._transport = transport
+        self._on_stored = on_stored
+        self._on_error = on_error
+        self._room = asyncio.Semaphore(window)
+        self._checking: deque[_Send] = deque()  # not yet in the log, in the order sent
+        self._storing: deque[_Send] = deque()  # in the log, waiting for its acknowledgement
+        self._sequencer: asyncio.Task[None] | None = None
+        self._answerer: asyncio.Task[None] | None = None
+
+    async def submit(self, channel_id: uuid.UUID, body: str, nonce: str | None) -> None:
+        """Start one send; returns at once unless the window is full."""
+        await self._room.acquire()
+        checked = asyncio.create_task(self._messaging.check(self._caller, channel_id, body=body, nonce=nonce))
+        self._checking.append(_Send(nonce, time.perf_counter(), checked))
+        if self._sequencer is None:
+            self._sequencer = asyncio.create_task(self._sequence())
+
+    async def _sequence(self) -> None:
+        """Admit checked messages (rate limits) and put them into the log, in the order sent.
+
+        Every run of consecutive checked messages is admitted in one rate-limiter call: under load
+        the runs grow, so the limiter costs less than a round trip per message."""
+        try:
+            while self._checking:
+                head = self._checking[0]
+                await asyncio.wait({head.checked})
+                run: list[_Send] = []
+                for item in self._checking:
+                    if not item.checked.done() or item.checked.cancelled() or item.checked.exception():
+                        break
+                    run.append(item)
+                if not run:  # the head failed its checks
+                    self._checking.popleft()
+                    self._answer_in_order(head, _failure(head.checked))
+                    continue
+                messages = [item.checked.result() for item in run]
+                refusal: BaseException | None
+                try:
+                    admitted, refusal = await self._messaging.admit(self._caller, messages)
+                except Exception as exc:  # answered to the client, see _answer
+                    admitted, refusal = 0, exc
+                for index, (item, new) in enumerate(zip(run, messages, strict=True)):
+                    self._checking.popleft()
+                    if index >= admitted:
+                        self._answer_in_order(item, refusal or EchonatsError("internal error"))
+                        continue
+                    try:
+                        item.stored = asyncio.ensure_future(await self._messaging.submit(new))
+                    except Exception as exc:  # answered to the client, see _answer
+                        self._answer_in_order(item, exc)
+                        continue
+                    self._await_answer(item)
+        finally:
+            self._sequencer = None
+
+    def _answer_in_order(self, item: _Send, failure: BaseException) -> None:
+        """A send that ends before the log: answered after every earlier send's answer."""
+        item.stored = asyncio.get_running_loop().create_future()
+        item.stored.set_exception(failure)
+        self._await_answer(item)
+
+    def _await_answer(self, item: _Send) -> None:
+        self._storing.append(item)
+        if self._answerer is None:
+            self._answerer = asyncio.create_task(self._acknowledge())
+
+    async def _acknowledge(self) -> None:
+        """Answer logged messages in order, each once the log has acknowledged it."""
+        try:
+            while self._storing:
+                item = self._storing[0]
+                assert item.stored is not None
+                try:
+                    message = await item.stored
+                except Exception as exc:  # answered to the client, see _answer
+                    self._storing.popleft()
+                    self._answer(item, exc)
+                    continue
+                self._storing.popleft()
+                metrics.record_send(self._transport, item.started)
+                self._answer(item, message)
+        finally:
+            self._answerer = None
+
+    def _answer(self, item: _Send, outcome: Message | BaseException) -> None:
+        self._room.release()
+        if isinstance(outcome, Message):
+            self._on_stored(outcome, item.ref)
+        elif isinstance(outcome, EchonatsError):
+            self._on_error(outcome, item.ref)
+        else:  # a bug must cost this one send, not the connection
+            log.error("send failed", exc_info=outcome)
+            self._on_error(EchonatsError("internal error"), item.ref)
+
+    async def close(self) -> None:
+        """The socket is gone: stop waiting for answers nobody can receive. Messages already in the
+        log stay there (resending one with the same nonce gets the original back)."""
+        tasks: list[asyncio.Future[Any]] = [item.checked for item in self._checking]
+        tasks += [item.stored for item in self._storing if item.stored is not None]
+        tasks += [t for t in (self._sequencer, self._answerer) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._checking.clear()
+        self._storing.clear()
