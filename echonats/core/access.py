@@ -1,25 +1,52 @@
 """Who may read and post in a channel, cached briefly for the message hot path.
 
 Sending must not cost a database round trip per message, so an allowed (channel, user) pair is
-remembered for a few seconds. Changes made through this process evict entries at once; changes
-made elsewhere are evicted by domain events (see the gateway's event listener) or expire.
+remembered for a few seconds, and concurrent misses for the same pair share one lookup (a sender
+with many sends in flight would otherwise query once per send whenever the entry expires).
+Changes made through this process evict entries at once; changes made elsewhere are evicted by
+domain events (see the gateway's event listener) or expire.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
 from echonats.core.base import Caller
 from echonats.core.ports import Store
 from echonats.errors import NotFound, Unavailable
 from echonats.model import Channel, Member, Tenant
 
+T = TypeVar("T")
+
 DEFAULT_TTL_S = 5.0
 DEFAULT_MAX_ENTRIES = 100_000
 # How long after expiry a cached grant may still be used while the database is unavailable.
 STALE_GRACE_S = 300.0
+
+
+class _SingleFlight:
+    """Concurrent calls for one key share one running lookup and its outcome."""
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def run(self, key: Hashable, lookup: Callable[[], Awaitable[T]]) -> T:
+        running: asyncio.Future[T] | None = self._running.get(key)
+        if running is None:
+            running = asyncio.ensure_future(lookup())
+            self._running[key] = running
+            running.add_done_callback(lambda done: self._finished(key, done))
+        # Shielded: a caller that gives up (its socket closed) must not cancel the others' lookup.
+        return await asyncio.shield(running)
+
+    def _finished(self, key: Hashable, done: asyncio.Future[Any]) -> None:
+        self._running.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too, in case every caller gave up waiting
 
 
 class ChannelAccess:
@@ -36,6 +63,7 @@ class ChannelAccess:
         self._max_entries = max_entries
         self._monotonic = monotonic
         self._allowed: dict[tuple[uuid.UUID, str], tuple[Channel, float]] = {}
+        self._lookups = _SingleFlight()
 
     async def readable(self, caller: Caller, channel_id: uuid.UUID) -> Channel:
         """The channel, if the caller may read and post in it; NotFound otherwise."""
@@ -46,6 +74,15 @@ class ChannelAccess:
             hit = None
         if hit is not None and hit[1] > now:
             return hit[0]
+        return await self._lookups.run(
+            (caller.tenant_id, channel_id, caller.user_id), lambda: self._look_up(caller, channel_id, hit)
+        )
+
+    async def _look_up(
+        self, caller: Caller, channel_id: uuid.UUID, hit: tuple[Channel, float] | None
+    ) -> Channel:
+        key = (channel_id, caller.user_id)
+        now = self._monotonic()
         try:
             async with self._store.read() as tx:
                 channel = await tx.channels.get(caller.tenant_id, channel_id)
@@ -87,12 +124,16 @@ class TenantLimitsCache:
         self._ttl_s = ttl_s
         self._monotonic = monotonic
         self._tenants: dict[uuid.UUID, tuple[Tenant, float]] = {}
+        self._lookups = _SingleFlight()
 
     async def get(self, tenant_id: uuid.UUID) -> Tenant:
         hit = self._tenants.get(tenant_id)
-        now = self._monotonic()
-        if hit is not None and hit[1] > now:
+        if hit is not None and hit[1] > self._monotonic():
             return hit[0]
+        return await self._lookups.run(tenant_id, lambda: self._look_up(tenant_id, hit))
+
+    async def _look_up(self, tenant_id: uuid.UUID, hit: tuple[Tenant, float] | None) -> Tenant:
+        now = self._monotonic()
         try:
             async with self._store.read() as tx:
                 tenant = await tx.tenants.get(tenant_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 from prometheus_client import start_http_server
 
@@ -55,5 +56,16 @@ async def _run(settings: Settings) -> None:
 
 def run_worker(settings: Settings) -> int:
     settings.require_service_urls()
-    asyncio.run(_run(settings))
+    # uvloop (which uvicorn runs the gateway on) where installed: the worker is mostly socket I/O
+    # (fetches, acks, Postgres), which uvloop does in C.
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_run(settings))
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - e.g. Windows: the default loop works too
+        return None
+    return uvloop.new_event_loop

@@ -16,6 +16,7 @@ The fakes follow the documented semantics of the ports and of the production ada
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -356,6 +357,8 @@ class InMemoryStore:
         self.state = State()
         self.commits = 0
         self.rollbacks = 0
+        self.operations: collections.Counter[str] = collections.Counter()  # reads and writes by name
+        self.reads_take_a_turn = False
         self._in_transaction = False
         self._lock = asyncio.Lock()
         self._failures: dict[str, Exception] = {}
@@ -370,6 +373,7 @@ class InMemoryStore:
         self._failures[op] = exc or Unavailable(f"PostgreSQL: injected failure in {op}")
 
     def _maybe_fail(self, op: str) -> None:
+        self.operations[op] += 1
         exc = self._failures.pop(op, None)
         if exc is not None:
             raise exc
@@ -394,6 +398,8 @@ class InMemoryStore:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[InMemoryTransaction]:
+        if self.reads_take_a_turn:
+            await asyncio.sleep(0)  # like a real database round trip: other tasks run meanwhile
         yield InMemoryTransaction(self, writable=False)
 
     # -- helpers for tests and the other fakes ------------------------------------------------------
