@@ -29,7 +29,8 @@ from echonats.adapters.jetstream import (
 )
 from echonats.adapters.jwt_auth import JwtVerifier
 from echonats.adapters.postgres_store import PostgresStore
-from echonats.adapters.redis_realtime import RedisPresenceStore, RedisRateLimiter, RedisTypingThrottle
+from echonats.adapters.redis_ratelimit import RedisRateLimiter
+from echonats.adapters.redis_realtime import RedisPresenceStore, RedisTypingThrottle
 from echonats.core.ports import DependencyProbe, RateLimiter
 from echonats.core.services import Services
 from echonats.gateway.fanout import Hub

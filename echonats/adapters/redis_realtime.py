@@ -1,4 +1,5 @@
-"""Redis adapters for the real-time side: send rate limits, presence, typing throttling.
+"""Redis adapters for the real-time side: presence and typing throttling (send rate limits: see
+``redis_ratelimit``).
 
 Every read-modify-write is one Lua script (atomic on the server, one round trip) that reads the
 clock with ``redis.call('TIME')``: all gateways then agree on "now" whatever their own clocks say.
@@ -11,138 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from echonats.core.ports import ConnectionBeat
-from echonats.errors import RateLimited, Unavailable
+from echonats.errors import Unavailable
 from echonats.model import PresenceChange, PresenceStatus
 
 log = logging.getLogger(__name__)
 
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
-
-rate_limit_fail_open = Counter(
-    "echonats_rate_limit_fail_open_total", "Sends allowed without a rate-limit check because Redis failed"
-)
-
-# -- rate limiting ---------------------------------------------------------------------------------
-
-# GCRA: a bucket is its "theoretical arrival time" (TAT, unix ms). A send is allowed when, after
-# adding one emission interval, the TAT is at most `burst` intervals ahead of now; the excess is
-# exactly how long to wait. Both buckets are checked before either moves (all or nothing per send).
-# Up to `count` consecutive sends are taken in one call, stopping at the first refused one.
-# KEYS: user bucket, tenant bucket. ARGV: user interval ms, user burst, tenant interval ms, burst,
-# count. Returns {granted, retry after ms (for the first refused send), 'user'|'tenant'|''}.
-_GCRA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local u_int, u_burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local t_int, t_burst = tonumber(ARGV[3]), tonumber(ARGV[4])
-local count = tonumber(ARGV[5])
-local u_tat = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
-local t_tat = math.max(tonumber(redis.call('GET', KEYS[2]) or 0), now)
-local granted, retry, scope = 0, 0, ''
-while granted < count do
-  local u_new, t_new = u_tat + u_int, t_tat + t_int
-  local u_over = u_new - now - u_int * u_burst
-  local t_over = t_new - now - t_int * t_burst
-  -- 0.01 ms of slack absorbs float rounding of the stored TATs (a burst at one instant must pass)
-  if u_over > 0.01 or t_over > 0.01 then
-    if u_over >= t_over then
-      retry, scope = math.max(1, math.ceil(u_over)), 'user'
-    else
-      retry, scope = math.max(1, math.ceil(t_over)), 'tenant'
-    end
-    break
-  end
-  u_tat, t_tat, granted = u_new, t_new, granted + 1
-end
-if granted > 0 then
-  -- expire when the bucket is full again: an absent key means exactly that
-  redis.call('SET', KEYS[1], string.format('%.3f', u_tat), 'PX', math.max(1, math.ceil(u_tat - now)))
-  redis.call('SET', KEYS[2], string.format('%.3f', t_tat), 'PX', math.max(1, math.ceil(t_tat - now)))
-end
-return {granted, retry, scope}
-"""
-
-FAIL_OPEN_LOG_INTERVAL_S = 10.0
-
-
-class RedisRateLimiter:
-    """Per-user and per-tenant send limits (GCRA), shared by all gateways through Redis.
-
-    The user bucket allows ``user_burst`` sends at once, refilling at ``user_per_second``. The tenant
-    bucket refills at ``tenant_per_second`` with a burst of one second's worth (at least 1): a tenant
-    limit reads as "messages per second", so letting a full second arrive at once is the most that
-    limit can mean without a second knob, and a quiet tenant is not punished for its first spike.
-
-    Fail open: when Redis fails or is slower than ``timeout_s``, the send is allowed, counted in
-    ``echonats_rate_limit_fail_open_total`` and logged at most once per 10 s. Chat must keep working
-    while Redis restarts; JetStream's stream limits and the WebSocket frame limits still bound what
-    an abusive client can do meanwhile.
-    """
-
-    def __init__(
-        self, client: aioredis.Redis, *, user_per_second: float, user_burst: int, timeout_s: float = 0.5
-    ) -> None:
-        if user_per_second <= 0 or user_burst < 1:
-            raise ValueError("user_per_second must be > 0 and user_burst >= 1")
-        self._script = client.register_script(_GCRA)
-        self._user_interval_ms = 1000.0 / user_per_second
-        self._user_limit = math.ceil(user_per_second)
-        self._user_burst = user_burst
-        self._timeout_s = timeout_s
-        self._last_warning = -math.inf
-
-    async def acquire(self, tenant_id: uuid.UUID, user_id: str, *, tenant_per_second: int) -> None:
-        """Take one send, or raise ``RateLimited``."""
-        _, refusal = await self.acquire_many(tenant_id, user_id, 1, tenant_per_second=tenant_per_second)
-        if refusal is not None:
-            raise refusal
-
-    async def acquire_many(
-        self, tenant_id: uuid.UUID, user_id: str, count: int, *, tenant_per_second: int
-    ) -> tuple[int, RateLimited | None]:
-        tenant_rate = max(1, tenant_per_second)  # the API enforces >= 1; never divide by zero here
-        keys = [f"rl:u:{tenant_id}:{user_id}", f"rl:t:{tenant_id}"]
-        args: list[str | int] = [
-            repr(self._user_interval_ms),
-            self._user_burst,
-            repr(1000.0 / tenant_rate),
-            tenant_rate,
-            count,
-        ]
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                granted, retry_after_ms, scope = await self._script(keys=keys, args=args)
-        except REDIS_ERRORS as exc:
-            self._fail_open(exc)
-            return count, None
-        if int(granted) == count:
-            return count, None
-        scope = _text(scope)
-        limit = self._user_limit if scope == "user" else tenant_rate
-        refusal = RateLimited(
-            f"{scope} rate limit exceeded ({limit}/s)", retry_after_ms=int(retry_after_ms), limit=limit
-        )
-        refusal.details["scope"] = scope
-        return int(granted), refusal
-
-    def _fail_open(self, exc: BaseException) -> None:
-        rate_limit_fail_open.inc()
-        now = time.monotonic()
-        if now - self._last_warning >= FAIL_OPEN_LOG_INTERVAL_S:
-            self._last_warning = now
-            log.warning("rate limiter unavailable, allowing sends unchecked: %r", exc)
-
 
 # -- presence --------------------------------------------------------------------------------------
 
@@ -338,7 +221,7 @@ class RedisPresenceStore:
             members = await self._due(keys=[DUE_KEY], args=[limit])
         except REDIS_ERRORS as exc:
             raise Unavailable(f"Redis: presence sweep: {exc!r}") from exc
-        return [_text(m) for m in members]
+        return [as_text(m) for m in members]
 
     async def settle_members(self, members: Sequence[str]) -> list[PresenceChange]:
         """Recompute each user atomically and return the changes (``sweep`` step two)."""
@@ -362,7 +245,7 @@ class RedisPresenceStore:
                 chunk = unique[start : start + SWEEP_BATCH]
                 keys = [k for u in chunk for k in presence_keys(tenant_id, u)[:2]]
                 found = await self._statuses(keys=keys, args=[self._idle_ms])
-                out.update((u, PresenceStatus(_text(s))) for u, s in zip(chunk, found, strict=True))
+                out.update((u, PresenceStatus(as_text(s))) for u, s in zip(chunk, found, strict=True))
         except REDIS_ERRORS as exc:
             raise Unavailable(f"Redis: presence: {exc!r}") from exc
         return out
@@ -379,10 +262,10 @@ class RedisPresenceStore:
 def _change(tenant_id: uuid.UUID, user_id: str, result: object) -> PresenceChange | None:
     if result is None:  # the script's `false`: nothing changed
         return None
-    return PresenceChange(tenant_id, user_id, PresenceStatus(_text(result)))
+    return PresenceChange(tenant_id, user_id, PresenceStatus(as_text(result)))
 
 
-def _text(value: object) -> str:
+def as_text(value: object) -> str:
     # Works with clients created with or without decode_responses.
     return value.decode() if isinstance(value, bytes) else str(value)
 

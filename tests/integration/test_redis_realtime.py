@@ -18,12 +18,8 @@ from prometheus_client import REGISTRY
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from echonats.adapters.redis_realtime import (
-    RedisPresenceStore,
-    RedisRateLimiter,
-    RedisTypingThrottle,
-    presence_keys,
-)
+from echonats.adapters.redis_ratelimit import RedisRateLimiter
+from echonats.adapters.redis_realtime import RedisPresenceStore, RedisTypingThrottle, presence_keys
 from echonats.adapters.subjects import presence_subject
 from echonats.core.ports import ConnectionBeat
 from echonats.errors import RateLimited, Unavailable
@@ -145,6 +141,22 @@ async def test_denied_by_user_takes_nothing_from_the_tenant(client: aioredis.Red
     assert (await denied(limiter, tenant, "dave", 3)).details["scope"] == "tenant"
 
 
+async def test_checks_asked_together_are_decided_in_the_order_asked(client: aioredis.Redis) -> None:
+    limiter = RedisRateLimiter(client, user_per_second=0.01, user_burst=3)
+    tenant = uuid.uuid4()
+    outcomes = await asyncio.gather(
+        *(
+            limiter.acquire_many(tenant, user, 2, tenant_per_second=1000)
+            for user in ("alice", "bob", "alice")
+        ),
+        limiter.acquire_many(tenant, "carol", 1, tenant_per_second=1000),
+    )
+    granted = [n for n, _ in outcomes]
+    refusals = [r.details["scope"] if r else None for _, r in outcomes]
+    assert granted == [2, 2, 1, 1]  # alice's second request gets what her first left over
+    assert refusals == [None, None, "user", None]
+
+
 async def test_idle_buckets_expire(client: aioredis.Redis) -> None:
     limiter = RedisRateLimiter(client, user_per_second=10, user_burst=5)
     tenant = uuid.uuid4()
@@ -160,11 +172,11 @@ async def test_fails_open_when_redis_is_unreachable(
 ) -> None:
     limiter = RedisRateLimiter(dead_client, user_per_second=1, user_burst=1)
     before = REGISTRY.get_sample_value("echonats_rate_limit_fail_open_total") or 0.0
-    with caplog.at_level(logging.WARNING, logger="echonats.adapters.redis_realtime"):
+    with caplog.at_level(logging.WARNING, logger="echonats.adapters.redis_ratelimit"):
         for _ in range(3):  # over the limit, yet allowed
             await limiter.acquire(uuid.uuid4(), "alice", tenant_per_second=1)
     assert REGISTRY.get_sample_value("echonats_rate_limit_fail_open_total") == before + 3
-    warnings = [r for r in caplog.records if r.name == "echonats.adapters.redis_realtime"]
+    warnings = [r for r in caplog.records if r.name == "echonats.adapters.redis_ratelimit"]
     assert len(warnings) == 1  # at most one warning per 10 s
 
 
