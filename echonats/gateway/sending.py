@@ -17,7 +17,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,14 +66,19 @@ class SendPipeline:
         self._transport = transport
         self._on_stored = on_stored
         self._on_error = on_error
-        self._room = asyncio.Semaphore(window)
-        self._checking: deque[_Send] = deque()  # not yet in the log, in the order sent
-        self._storing: deque[_Send] = deque()  # in the log, waiting for its acknowledgement
+        self._window = window
+        # Created on the first send: most sockets only listen, and every idle byte counts x 20k.
+        self._room: asyncio.Semaphore | None = None
+        # Lists, not deques (an empty deque costs ~700 bytes); they hold at most `window` sends.
+        self._checking: list[_Send] = []  # not yet in the log, in the order sent
+        self._storing: list[_Send] = []  # in the log, waiting for its acknowledgement
         self._sequencer: asyncio.Task[None] | None = None
         self._answerer: asyncio.Task[None] | None = None
 
     async def submit(self, channel_id: uuid.UUID, body: str, nonce: str | None) -> None:
         """Start one send; returns at once unless the window is full."""
+        if self._room is None:
+            self._room = asyncio.Semaphore(self._window)
         await self._room.acquire()
         checked = asyncio.create_task(self._messaging.check(self._caller, channel_id, body=body, nonce=nonce))
         self._checking.append(_Send(nonce, time.perf_counter(), checked))
@@ -96,7 +100,7 @@ class SendPipeline:
                         break
                     run.append(item)
                 if not run:  # the head failed its checks
-                    self._checking.popleft()
+                    self._checking.pop(0)
                     self._answer_in_order(head, _failure(head.checked))
                     continue
                 messages = [item.checked.result() for item in run]
@@ -106,7 +110,7 @@ class SendPipeline:
                 except Exception as exc:  # answered to the client, see _answer
                     admitted, refusal = 0, exc
                 for index, (item, new) in enumerate(zip(run, messages, strict=True)):
-                    self._checking.popleft()
+                    self._checking.pop(0)
                     if index >= admitted:
                         self._answer_in_order(item, refusal or EchonatsError("internal error"))
                         continue
@@ -139,16 +143,17 @@ class SendPipeline:
                 try:
                     message = await item.stored
                 except Exception as exc:  # answered to the client, see _answer
-                    self._storing.popleft()
+                    self._storing.pop(0)
                     self._answer(item, exc)
                     continue
-                self._storing.popleft()
+                self._storing.pop(0)
                 metrics.record_send(self._transport, item.started)
                 self._answer(item, message)
         finally:
             self._answerer = None
 
     def _answer(self, item: _Send, outcome: Message | BaseException) -> None:
+        assert self._room is not None
         self._room.release()
         if isinstance(outcome, Message):
             self._on_stored(outcome, item.ref)

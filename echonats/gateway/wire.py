@@ -16,7 +16,6 @@ frame through ASGI as before. Handshake, close and ping/pong stay with uvicorn e
 from __future__ import annotations
 
 import struct
-from collections import deque
 from typing import Any, Protocol, cast
 
 from litestar.enums import ScopeType
@@ -49,7 +48,7 @@ class FrameSink(Protocol):
         """Write without waiting if the socket takes it now; False: queue it and call ``flush``."""
         ...
 
-    async def flush(self, frames: deque[bytes]) -> None:
+    async def flush(self, frames: list[bytes]) -> None:
         """Wait until the socket takes more, then write (and remove) at least one queued frame."""
         ...
 
@@ -70,7 +69,7 @@ class TransportSink:
             protocol.transport.write(frame)
         return True  # written, or dropped because the socket is closing (nothing may follow a close)
 
-    async def flush(self, frames: deque[bytes]) -> None:
+    async def flush(self, frames: list[bytes]) -> None:
         protocol = self._protocol
         await protocol.writable.wait()
         data = b"".join(frames)  # everything queued while paused: one write, one syscall
@@ -90,8 +89,8 @@ class AsgiSink:
     def write_now(self, frame: bytes) -> bool:
         return False
 
-    async def flush(self, frames: deque[bytes]) -> None:
-        text = payload_of(frames.popleft()).decode()
+    async def flush(self, frames: list[bytes]) -> None:
+        text = payload_of(frames.pop(0)).decode()  # fallback path only; the queue is bounded
         await self._send({"type": "websocket.send", "text": text, "bytes": None})
 
 

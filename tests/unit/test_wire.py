@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,7 +46,7 @@ class FakeSink:
             self.written.append(frame)
         return self.open
 
-    async def flush(self, frames: deque[bytes]) -> None:
+    async def flush(self, frames: list[bytes]) -> None:
         await self.resumed.wait()
         self.written.append(b"".join(frames))
         frames.clear()
