@@ -174,7 +174,7 @@ class Connection:
             # The peer is gone, we are closing it, or shutting down: nothing left to deliver.
             self._queue.clear()
         except Exception:
-            log.debug("writer stopped", exc_info=True, extra={"connection_id": self.id})
+            log.debug("drain stopped", exc_info=True, extra={"connection_id": self.id})
             self._queue.clear()
         finally:
             self._drainer = None

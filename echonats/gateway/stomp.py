@@ -347,7 +347,7 @@ class _Session:
     async def _fail(self, frame: str, code: int) -> NoReturn:
         """Send ``frame`` (an ERROR or a final RECEIPT), then close with ``code``. Never returns."""
         conn = self.conn
-        if conn is None:  # before CONNECTED no writer runs yet: write directly
+        if conn is None:  # before CONNECTED there is no hub connection yet: write directly
             with contextlib.suppress(Exception):
                 await self.socket.send_text(frame)
                 await self.socket.close(code)
