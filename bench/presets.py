@@ -46,6 +46,12 @@ FULL: tuple[Scenario, ...] = (
         duration_s=15,
         sockets_per_user=1,
     ),
+    # Up to saturation: the ceiling (deliveries/s) is compared with the reference's.
+    Scenario(
+        "gateways", sockets=1000, rooms=1, rates=(50, 100, 200, 300), senders=2, duration_s=15, gateways=2
+    ),
+    # Last: 20k sockets leave the gateway's heap large (CPython keeps freed arenas), and a machine
+    # near its open-file limit is no place for the other scenarios.
     Scenario(
         "idle",
         sockets=20_000,
@@ -55,7 +61,6 @@ FULL: tuple[Scenario, ...] = (
         idle_levels=(10_000, 20_000),
         sockets_per_user=2000,
     ),
-    Scenario("gateways", sockets=1000, rooms=1, rates=(20, 50, 100), senders=2, duration_s=15, gateways=2),
 )
 
 PRESETS: dict[str, tuple[Scenario, ...]] = {
@@ -64,8 +69,8 @@ PRESETS: dict[str, tuple[Scenario, ...]] = {
     "fanout": (FULL[0],),
     "rooms": (FULL[1],),
     "ingest": (FULL[2],),
-    "idle": (FULL[3],),
-    "gateways": (FULL[4],),
+    "gateways": (FULL[3],),
+    "idle": (FULL[4],),
 }
 
 
