@@ -63,7 +63,7 @@ from echonats.gateway.connection import (
     WriteCoalescer,
 )
 from echonats.gateway.stomp_frames import Frame
-from echonats.gateway.wire import FrameSink, text_frame
+from echonats.gateway.wire import FrameSink, release_handshake, text_frame
 from echonats.gateway.ws import CLOSE_TRY_AGAIN_LATER, Realtime
 from echonats.model import Message
 
@@ -128,6 +128,7 @@ class _Closing(Exception):
 @websocket("/ws/stomp", name="stomp-websocket")
 async def stomp_socket(socket: WebSocket[Any, Any, Any]) -> None:
     await socket.accept(subprotocols=sf.negotiate_subprotocol(socket.scope.get("subprotocols", ())))
+    release_handshake(socket.scope)
     await _Session(socket).run()
 
 

@@ -99,6 +99,16 @@ def sink_for(scope: Scope, send: Send) -> FrameSink:
     return TransportSink(protocol) if protocol is not None else AsgiSink(send)
 
 
+def release_handshake(scope: Scope) -> None:
+    """Once the handshake response is sent, uvicorn no longer reads the request and response it
+    keeps (with every header, ~4 KB a socket); drop them so an idle socket costs less."""
+    protocol = cast(dict[str, Any], scope).get(_SCOPE_KEY)
+    if protocol is not None and protocol.handshake_complete:
+        for name in ("request", "response"):
+            if hasattr(protocol, name):
+                setattr(protocol, name, None)
+
+
 def _uvicorn_sansio_protocol(send: Send) -> Any:
     """uvicorn's protocol object if ``send`` is its bound ``send`` and has what TransportSink uses."""
     try:
@@ -108,7 +118,9 @@ def _uvicorn_sansio_protocol(send: Send) -> Any:
     protocol = getattr(send, "__self__", None)
     if not isinstance(protocol, WebSocketsSansIOProtocol):
         return None
-    if not all(hasattr(protocol, name) for name in ("transport", "writable", "close_sent")):
+    if not all(
+        hasattr(protocol, name) for name in ("transport", "writable", "close_sent", "handshake_complete")
+    ):
         return None  # pragma: no cover - a uvicorn release that changed its internals
     return protocol
 

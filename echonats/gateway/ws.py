@@ -34,7 +34,7 @@ from echonats.gateway.connection import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Con
 from echonats.gateway.fanout import Hub
 from echonats.gateway.presence import PresenceTracker
 from echonats.gateway.sending import SendPipeline
-from echonats.gateway.wire import sink_for
+from echonats.gateway.wire import release_handshake, sink_for
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
     context = {"connection_id": conn.id, "tenant": str(conn.tenant_id), "user": conn.user_id}
     try:
         await socket.accept()
+        release_handshake(socket.scope)
         conn.start()
         log.info("websocket connected", extra=context)
         await realtime.presence.connected(conn)
