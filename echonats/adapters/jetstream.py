@@ -12,7 +12,7 @@ import json
 import logging
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 
 import asyncpg
@@ -43,6 +43,33 @@ MAX_TAIL_SCAN = 200_000
 FLOOR_TIMEOUT_S = 1.0
 
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
+
+
+def _give_up(acknowledgement: asyncio.Future[js_api.PubAck]) -> None:
+    if not acknowledgement.done():
+        acknowledgement.set_exception(nats.errors.TimeoutError())
+
+
+def _settle(
+    acknowledgement: asyncio.Future[js_api.PubAck],
+    appended: asyncio.Future[Appended],
+    timer: asyncio.TimerHandle,
+) -> None:
+    timer.cancel()
+    if appended.done():
+        return
+    failure = None if acknowledgement.cancelled() else acknowledgement.exception()
+    if acknowledgement.cancelled() or failure is not None:
+        reason = "cancelled" if failure is None else repr(failure)
+        appended.set_exception(Unavailable(f"message not stored: JetStream did not acknowledge ({reason})"))
+        return
+    ack = acknowledgement.result()
+    appended.set_result(Appended(message_id=ack.seq, duplicate=bool(ack.duplicate)))
+
+
+def _seen(appended: asyncio.Future[Appended]) -> None:
+    if not appended.cancelled():
+        appended.exception()  # retrieved here too: a sender that went away never awaits it
 
 
 def messages_stream_config(replicas: int, first_seq: int | None = None) -> js_api.StreamConfig:
@@ -121,7 +148,7 @@ class JetStreamMessageLog:
         self._js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self._last_floor: int | None = None
 
-    async def begin_append(self, message: NewMessage) -> Awaitable[Appended]:
+    async def begin_append(self, message: NewMessage) -> asyncio.Future[Appended]:
         headers = None
         if message.nonce is not None:
             headers = {"Nats-Msg-Id": f"{message.channel_id}:{message.sender_id}:{message.nonce}"}
@@ -136,14 +163,14 @@ class JetStreamMessageLog:
             )
         except NATS_ERRORS as exc:
             raise Unavailable(f"message not stored: JetStream unreachable ({exc!r})") from exc
-        return self._acknowledged(acknowledgement)
-
-    async def _acknowledged(self, acknowledgement: asyncio.Future[js_api.PubAck]) -> Appended:
-        try:
-            ack = await asyncio.wait_for(acknowledgement, PUBLISH_TIMEOUT_S)
-        except NATS_ERRORS as exc:
-            raise Unavailable(f"message not stored: JetStream did not acknowledge ({exc!r})") from exc
-        return Appended(message_id=ack.seq, duplicate=bool(ack.duplicate))
+        # The deadline runs from the publish, whether or not anyone awaits the result yet (a
+        # pipelined sender awaits its acks in order). A timer and a future, not wait_for and a
+        # coroutine: nothing per message to schedule, and nothing left unawaited if the sender goes.
+        appended: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        timer = asyncio.get_running_loop().call_later(PUBLISH_TIMEOUT_S, _give_up, acknowledgement)
+        acknowledgement.add_done_callback(lambda done: _settle(done, appended, timer))
+        appended.add_done_callback(_seen)
+        return appended
 
     async def get(self, message_id: int) -> Message | None:
         try:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -154,10 +155,10 @@ class Appended:
 class MessageLog(Protocol):
     """The durable message log (JetStream): append, and read what may not be persisted yet."""
 
-    async def begin_append(self, message: NewMessage) -> Awaitable[Appended]:
+    async def begin_append(self, message: NewMessage) -> asyncio.Future[Appended]:
         """Send ``message`` to the log and return once it has its place in the log's order, without
-        waiting for the acknowledgement: await the result for that (``Unavailable`` if none comes).
-        Calls made one after another are stored in that order."""
+        waiting for the acknowledgement: the future resolves to it (``Unavailable`` if none comes
+        in time). Calls made one after another are stored in that order."""
         ...
 
     async def get(self, message_id: int) -> Message | None: ...

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ class _Send:
     ref: str | None  # what the answer quotes (the nonce)
     started: float
     checked: asyncio.Task[NewMessage]
-    stored: asyncio.Future[Message] | None = None  # once the message has its place in the log
+    stored: Awaitable[Message] | None = None  # once the message has its place in the log
 
 
 def _failure(task: asyncio.Task[NewMessage]) -> BaseException:
@@ -115,7 +116,8 @@ class SendPipeline:
                         self._answer_in_order(item, refusal or EchonatsError("internal error"))
                         continue
                     try:
-                        item.stored = asyncio.ensure_future(await self._messaging.submit(new))
+                        # Awaited in order by _acknowledge; the log's deadline already runs.
+                        item.stored = await self._messaging.submit(new)
                     except Exception as exc:  # answered to the client, see _answer
                         self._answer_in_order(item, exc)
                         continue
@@ -125,8 +127,9 @@ class SendPipeline:
 
     def _answer_in_order(self, item: _Send, failure: BaseException) -> None:
         """A send that ends before the log: answered after every earlier send's answer."""
-        item.stored = asyncio.get_running_loop().create_future()
-        item.stored.set_exception(failure)
+        failed: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        failed.set_exception(failure)
+        item.stored = failed
         self._await_answer(item)
 
     def _await_answer(self, item: _Send) -> None:
@@ -167,12 +170,18 @@ class SendPipeline:
         """The socket is gone: stop waiting for answers nobody can receive. Messages already in the
         log stay there (resending one with the same nonce gets the original back)."""
         tasks: list[asyncio.Future[Any]] = [item.checked for item in self._checking]
-        tasks += [item.stored for item in self._storing if item.stored is not None]
         tasks += [t for t in (self._sequencer, self._answerer) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        self._sequencer = self._answerer = None  # a task cancelled before it ran skipped its finally
+        for item in self._storing:  # answers nobody awaited: discard them without warnings
+            stored = item.stored
+            if inspect.iscoroutine(stored):
+                stored.close()
+            elif isinstance(stored, asyncio.Future) and stored.done() and not stored.cancelled():
+                stored.exception()
         self._checking.clear()
         self._storing.clear()

@@ -428,17 +428,13 @@ class FakeMessageLog:
         self.fail_with: EchonatsError | None = None
         self._dedupe: dict[tuple[uuid.UUID, str, str], int] = {}
 
-    async def begin_append(self, message: NewMessage) -> Awaitable[Appended]:
-        failure = self.fail_with
-        appended = self._append(message) if failure is None else None
-
-        async def acknowledgement() -> Appended:
-            if appended is None:
-                assert failure is not None
-                raise failure  # like a log that took the message but never acknowledged it
-            return appended
-
-        return acknowledgement()
+    async def begin_append(self, message: NewMessage) -> asyncio.Future[Appended]:
+        acknowledgement: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        if self.fail_with is not None:
+            acknowledgement.set_exception(self.fail_with)  # took the message, never acknowledged it
+        else:
+            acknowledgement.set_result(self._append(message))
+        return acknowledgement
 
     def _append(self, message: NewMessage) -> Appended:
         key = None

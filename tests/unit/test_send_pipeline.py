@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
+import warnings
 
 from echonats.core.base import Caller
 from echonats.core.messaging import MessagingService
+from echonats.core.ports import Appended
 from echonats.errors import EchonatsError, RateLimited
 from echonats.gateway.sending import SendPipeline
 from echonats.model import Message, NewMessage
@@ -158,3 +161,29 @@ async def test_an_unacknowledged_append_is_an_error_for_that_send_only() -> None
         ("c", "Message"),
     ]
     await pipeline.close()
+
+
+async def test_closing_with_sends_waiting_for_their_ack_leaves_nothing_running_or_unawaited() -> None:
+    limiter = BudgetLimiter(budget=10)
+    h, messaging, owner, channel = await _setup(limiter)
+
+    class SilentLog(type(h.log)):  # type: ignore[misc]
+        async def begin_append(self, message: NewMessage) -> asyncio.Future[Appended]:
+            return asyncio.get_running_loop().create_future()  # the log took it but never answers
+
+    messaging._log = SilentLog(h.store)
+    pipeline, answers = _pipeline(owner, messaging)
+    for i in range(3):
+        await pipeline.submit(channel, f"m{i}", f"n{i}")
+    await asyncio.wait([sent.checked for sent in list(pipeline._checking)])
+    async with asyncio.timeout(5):
+        while pipeline._checking:  # until the sequencer has handed all three to the log  # noqa: ASYNC110
+            await asyncio.sleep(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await pipeline.close()
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+    assert answers == []
+    assert pipeline._sequencer is None
+    assert pipeline._answerer is None
