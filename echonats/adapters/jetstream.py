@@ -58,13 +58,15 @@ def _settle(
     timer.cancel()
     if appended.done():
         return
-    failure = None if acknowledgement.cancelled() else acknowledgement.exception()
-    if acknowledgement.cancelled() or failure is not None:
-        reason = "cancelled" if failure is None else repr(failure)
-        appended.set_exception(Unavailable(f"message not stored: JetStream did not acknowledge ({reason})"))
+    if acknowledgement.cancelled():
+        reason = "cancelled"
+    elif (failure := acknowledgement.exception()) is not None:
+        reason = repr(failure)
+    else:
+        ack = acknowledgement.result()
+        appended.set_result(Appended(message_id=ack.seq, duplicate=bool(ack.duplicate)))
         return
-    ack = acknowledgement.result()
-    appended.set_result(Appended(message_id=ack.seq, duplicate=bool(ack.duplicate)))
+    appended.set_exception(Unavailable(f"message not stored: JetStream did not acknowledge ({reason})"))
 
 
 def _seen(appended: asyncio.Future[Appended]) -> None:

@@ -125,12 +125,6 @@ class RedisRateLimiter:
         self._waiting: list[_Request] = []
         self._running: set[asyncio.Future[None]] = set()
 
-    async def acquire(self, tenant_id: uuid.UUID, user_id: str, *, tenant_per_second: int) -> None:
-        """Take one send, or raise ``RateLimited``."""
-        _, refusal = await self.acquire_many(tenant_id, user_id, 1, tenant_per_second=tenant_per_second)
-        if refusal is not None:
-            raise refusal
-
     async def acquire_many(
         self, tenant_id: uuid.UUID, user_id: str, count: int, *, tenant_per_second: int
     ) -> tuple[int, RateLimited | None]:

@@ -143,15 +143,15 @@ class SendPipeline:
             while self._storing:
                 item = self._storing[0]
                 assert item.stored is not None
+                outcome: Message | BaseException
                 try:
-                    message = await item.stored
+                    outcome = await item.stored
                 except Exception as exc:  # answered to the client, see _answer
-                    self._storing.pop(0)
-                    self._answer(item, exc)
-                    continue
+                    outcome = exc
+                else:
+                    metrics.record_send(self._transport, item.started)
                 self._storing.pop(0)
-                metrics.record_send(self._transport, item.started)
-                self._answer(item, message)
+                self._answer(item, outcome)
         finally:
             self._answerer = None
 

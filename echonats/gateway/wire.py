@@ -62,18 +62,20 @@ class TransportSink:
         self._protocol = protocol
 
     def write_now(self, frame: bytes) -> bool:
-        protocol = self._protocol
-        if not protocol.writable.is_set():
+        if not self._protocol.writable.is_set():
             return False  # the transport's buffer is above its high-water mark
-        if not (protocol.close_sent or protocol.transport.is_closing()):
-            protocol.transport.write(frame)
-        return True  # written, or dropped because the socket is closing (nothing may follow a close)
+        self._write(frame)
+        return True
 
     async def flush(self, frames: list[bytes]) -> None:
-        protocol = self._protocol
-        await protocol.writable.wait()
+        await self._protocol.writable.wait()
         data = b"".join(frames)  # everything queued while paused: one write, one syscall
         frames.clear()
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        protocol = self._protocol
+        # Dropped once the socket is closing: nothing may follow a close frame.
         if not (protocol.close_sent or protocol.transport.is_closing()):
             protocol.transport.write(data)
 

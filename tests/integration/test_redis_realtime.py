@@ -69,9 +69,16 @@ async def eventually(
         await asyncio.sleep(0.02)  # polling a condition with a deadline
 
 
+async def acquire(limiter: RedisRateLimiter, tenant: uuid.UUID, user: str, *, tenant_per_second: int) -> None:
+    """Take one send, or raise ``RateLimited`` (what a single send does through the port)."""
+    _, refusal = await limiter.acquire_many(tenant, user, 1, tenant_per_second=tenant_per_second)
+    if refusal is not None:
+        raise refusal
+
+
 async def denied(limiter: RedisRateLimiter, tenant: uuid.UUID, user: str, per_second: int) -> RateLimited:
     with pytest.raises(RateLimited) as caught:
-        await limiter.acquire(tenant, user, tenant_per_second=per_second)
+        await acquire(limiter, tenant, user, tenant_per_second=per_second)
     return caught.value
 
 
@@ -82,14 +89,14 @@ async def test_user_burst_then_denied_then_refilled_after_retry_after(client: ai
     limiter = RedisRateLimiter(client, user_per_second=10, user_burst=3)
     tenant = uuid.uuid4()
     for _ in range(3):
-        await limiter.acquire(tenant, "alice", tenant_per_second=1000)
+        await acquire(limiter, tenant, "alice", tenant_per_second=1000)
     error = await denied(limiter, tenant, "alice", 1000)
     assert 0 < error.retry_after_ms <= 100  # at most one emission interval at 10/s
     assert (error.limit, error.remaining, error.details["scope"]) == (10, 0, "user")
     assert error.details["retryAfterMs"] == error.retry_after_ms
 
     await asyncio.sleep(error.retry_after_ms / 1000)  # the documented retry-after, not a sync guess
-    await limiter.acquire(tenant, "alice", tenant_per_second=1000)
+    await acquire(limiter, tenant, "alice", tenant_per_second=1000)
     # exactly one send refilled, not the whole burst
     assert (await denied(limiter, tenant, "alice", 1000)).retry_after_ms > 0
 
@@ -97,7 +104,7 @@ async def test_user_burst_then_denied_then_refilled_after_retry_after(client: ai
 async def test_limit_reports_user_rate_rounded_up(client: aioredis.Redis) -> None:
     limiter = RedisRateLimiter(client, user_per_second=0.5, user_burst=1)
     tenant = uuid.uuid4()
-    await limiter.acquire(tenant, "alice", tenant_per_second=100)
+    await acquire(limiter, tenant, "alice", tenant_per_second=100)
     error = await denied(limiter, tenant, "alice", 100)
     assert error.limit == 1
     assert 1000 < error.retry_after_ms <= 2000  # 2 s interval at 0.5/s, minus the elapsed bit
@@ -106,19 +113,19 @@ async def test_limit_reports_user_rate_rounded_up(client: aioredis.Redis) -> Non
 async def test_tenant_limit_is_shared_by_its_users_only(client: aioredis.Redis) -> None:
     limiter = RedisRateLimiter(client, user_per_second=100, user_burst=100)
     tenant, other = uuid.uuid4(), uuid.uuid4()
-    await limiter.acquire(tenant, "alice", tenant_per_second=2)
-    await limiter.acquire(tenant, "bob", tenant_per_second=2)  # burst of a tenant = one second's worth
+    await acquire(limiter, tenant, "alice", tenant_per_second=2)
+    await acquire(limiter, tenant, "bob", tenant_per_second=2)  # burst of a tenant = one second's worth
     error = await denied(limiter, tenant, "carol", 2)
     assert (error.limit, error.remaining, error.details["scope"]) == (2, 0, "tenant")
     assert 0 < error.retry_after_ms <= 500
-    await limiter.acquire(other, "carol", tenant_per_second=2)  # another tenant has its own budget
+    await acquire(limiter, other, "carol", tenant_per_second=2)  # another tenant has its own budget
 
 
 async def test_denied_by_tenant_takes_nothing_from_the_user(client: aioredis.Redis) -> None:
     limiter = RedisRateLimiter(client, user_per_second=0.01, user_burst=2)  # user budget never refills
     tenant = uuid.uuid4()
     for i in range(5):  # exhaust the tenant (5/s, burst 5) through other users
-        await limiter.acquire(tenant, f"user{i}", tenant_per_second=5)
+        await acquire(limiter, tenant, f"user{i}", tenant_per_second=5)
     for _ in range(3):
         assert (await denied(limiter, tenant, "alice", 5)).details["scope"] == "tenant"
     # alice's two sends are intact: each waits for the tenant only
@@ -126,18 +133,18 @@ async def test_denied_by_tenant_takes_nothing_from_the_user(client: aioredis.Red
         error = await denied(limiter, tenant, "alice", 5)
         assert error.details["scope"] == "tenant"
         await asyncio.sleep(error.retry_after_ms / 1000)  # the documented retry-after
-        await limiter.acquire(tenant, "alice", tenant_per_second=5)
+        await acquire(limiter, tenant, "alice", tenant_per_second=5)
     assert (await denied(limiter, tenant, "alice", 1000)).details["scope"] == "user"
 
 
 async def test_denied_by_user_takes_nothing_from_the_tenant(client: aioredis.Redis) -> None:
     limiter = RedisRateLimiter(client, user_per_second=0.01, user_burst=1)
     tenant = uuid.uuid4()
-    await limiter.acquire(tenant, "alice", tenant_per_second=3)
+    await acquire(limiter, tenant, "alice", tenant_per_second=3)
     for _ in range(5):
         assert (await denied(limiter, tenant, "alice", 3)).details["scope"] == "user"
-    await limiter.acquire(tenant, "bob", tenant_per_second=3)
-    await limiter.acquire(tenant, "carol", tenant_per_second=3)
+    await acquire(limiter, tenant, "bob", tenant_per_second=3)
+    await acquire(limiter, tenant, "carol", tenant_per_second=3)
     assert (await denied(limiter, tenant, "dave", 3)).details["scope"] == "tenant"
 
 
@@ -160,7 +167,7 @@ async def test_checks_asked_together_are_decided_in_the_order_asked(client: aior
 async def test_idle_buckets_expire(client: aioredis.Redis) -> None:
     limiter = RedisRateLimiter(client, user_per_second=10, user_burst=5)
     tenant = uuid.uuid4()
-    await limiter.acquire(tenant, "alice", tenant_per_second=4)
+    await acquire(limiter, tenant, "alice", tenant_per_second=4)
     user_ttl = await client.pttl(f"rl:u:{tenant}:alice")
     tenant_ttl = await client.pttl(f"rl:t:{tenant}")
     assert 0 < user_ttl <= 100  # one 100 ms interval taken: full again after it
@@ -174,7 +181,7 @@ async def test_fails_open_when_redis_is_unreachable(
     before = REGISTRY.get_sample_value("echonats_rate_limit_fail_open_total") or 0.0
     with caplog.at_level(logging.WARNING, logger="echonats.adapters.redis_ratelimit"):
         for _ in range(3):  # over the limit, yet allowed
-            await limiter.acquire(uuid.uuid4(), "alice", tenant_per_second=1)
+            await acquire(limiter, uuid.uuid4(), "alice", tenant_per_second=1)
     assert REGISTRY.get_sample_value("echonats_rate_limit_fail_open_total") == before + 3
     warnings = [r for r in caplog.records if r.name == "echonats.adapters.redis_ratelimit"]
     assert len(warnings) == 1  # at most one warning per 10 s
@@ -188,7 +195,7 @@ async def test_fails_open_when_redis_is_too_slow(client: aioredis.Redis, stack_u
     await client.execute_command("CLIENT", "PAUSE", 5000, "WRITE")  # scripts wait; UNPAUSE does not
     try:
         started = time.monotonic()
-        await limiter.acquire(uuid.uuid4(), "alice", tenant_per_second=1)
+        await acquire(limiter, uuid.uuid4(), "alice", tenant_per_second=1)
         assert time.monotonic() - started < 1.0  # the send did not wait for the 5 s pause
     finally:
         await client.execute_command("CLIENT", "UNPAUSE")

@@ -176,9 +176,9 @@ async def test_closing_with_sends_waiting_for_their_ack_leaves_nothing_running_o
     for i in range(3):
         await pipeline.submit(channel, f"m{i}", f"n{i}")
     await asyncio.wait([sent.checked for sent in list(pipeline._checking)])
-    async with asyncio.timeout(5):
-        while pipeline._checking:  # until the sequencer has handed all three to the log  # noqa: ASYNC110
-            await asyncio.sleep(0)
+    assert pipeline._sequencer is not None
+    await asyncio.wait_for(asyncio.shield(pipeline._sequencer), 5)  # all three handed to the log
+    assert [sent.ref for sent in pipeline._storing] == ["n0", "n1", "n2"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         await pipeline.close()

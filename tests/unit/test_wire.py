@@ -13,7 +13,7 @@ from websockets.streams import StreamReader
 
 from echonats.core.base import Caller
 from echonats.gateway.connection import CLOSE_SLOW_CONSUMER, Connection, WriteCoalescer
-from echonats.gateway.wire import payload_of, text_frame
+from echonats.gateway.wire import AsgiSink, payload_of, text_frame
 from echonats.model import Member, Principal, Role
 
 
@@ -173,3 +173,20 @@ async def test_a_burst_bigger_than_the_queue_does_not_close_a_socket_that_keeps_
     await next_iteration()
     assert not conn.closing
     assert sink.payloads() == [str(i).encode() for i in range(20)]
+
+
+async def test_without_uvicorns_transport_frames_go_out_as_asgi_text_events_in_order() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(event: Any) -> None:
+        sent.append(event)
+
+    sink = AsgiSink(send)
+    frames = [text_frame("é1".encode()), text_frame(b"x" * 300)]
+    assert not sink.write_now(frames[0])  # never writes synchronously: everything goes via flush
+    while frames:
+        await sink.flush(frames)
+    assert sent == [
+        {"type": "websocket.send", "text": "é1", "bytes": None},
+        {"type": "websocket.send", "text": "x" * 300, "bytes": None},
+    ]
