@@ -22,6 +22,7 @@ from echonats.adapters.connections import (
     create_redis,
 )
 from echonats.adapters.jetstream import (
+    DUPLICATE_WINDOW,
     JetStreamEventPublisher,
     JetStreamMessageLog,
     ensure_streams,
@@ -104,7 +105,9 @@ async def realtime_for(
     settings: Settings, resources: Resources, services: Services
 ) -> AsyncIterator[Realtime]:
     rt = settings.realtime
-    hub = Hub(resources.nats, JetStreamMessageLog(resources.nats), replay_limit=rt.replay_limit)
+    hub = Hub(
+        resources.nats, JetStreamMessageLog(resources.nats), services.access, replay_limit=rt.replay_limit
+    )
     resources.reconnect_listeners.append(hub.catch_up)
     await listen_for_revocations(
         resources.nats, services.access, services.tenant_limits, services.membership.members, hub
@@ -142,6 +145,7 @@ def create_gateway_app(settings: Settings) -> Litestar:
                 resources.redis,
                 user_per_second=settings.realtime.rate_user_per_second,
                 user_burst=settings.realtime.rate_user_burst,
+                resend_window_s=DUPLICATE_WINDOW.total_seconds(),  # resends within it are free
             )
             services = build_services(resources, limiter)
             async with realtime_for(settings, resources, services) as realtime:

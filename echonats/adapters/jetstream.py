@@ -151,9 +151,8 @@ class JetStreamMessageLog:
         self._last_floor: int | None = None
 
     async def begin_append(self, message: NewMessage) -> asyncio.Future[Appended]:
-        headers = None
-        if message.nonce is not None:
-            headers = {"Nats-Msg-Id": f"{message.channel_id}:{message.sender_id}:{message.nonce}"}
+        dedupe_key = message.dedupe_key
+        headers = None if dedupe_key is None else {"Nats-Msg-Id": dedupe_key}
         try:
             # The publish is in the client's outgoing buffer when this returns (no reply awaited),
             # so consecutive calls reach the stream in call order.

@@ -14,6 +14,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -32,12 +33,16 @@ rate_limit_fail_open = Counter(
 # adding one emission interval, the TAT is at most `burst` intervals ahead of now; the excess is
 # exactly how long to wait. Both buckets are checked before either moves (all or nothing per send).
 # One call evaluates several requests in order; request i takes up to `count` consecutive sends,
-# stopping at the first refused one.
-# KEYS: user bucket i, tenant bucket i, ... ARGV per request: user interval ms, user burst, tenant
-# interval ms, tenant burst, count. Returns per request: granted, retry after ms, 'user'|'tenant'|''.
+# stopping at the first refused one. A send may carry a resend key (its message's dedupe key): a
+# key seen within the dedupe window marks a resend, which the log answers with the original
+# message, so it is granted without taking from either bucket; a charged send records its key.
+# KEYS: user bucket i, tenant bucket i, ... ARGV: resend window ms, then per request: user interval
+# ms, user burst, tenant interval ms, tenant burst, count, n, then n resend keys ('' for none).
+# Returns per request: granted, retry after ms, 'user'|'tenant'|''.
 _GCRA_BATCH = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local window = tonumber(ARGV[1])
 local tats = {}
 local function tat_of(key)
   local tat = tats[key]
@@ -48,27 +53,37 @@ local function tat_of(key)
   return tat
 end
 local out = {}
+local a = 1
 for i = 0, #KEYS / 2 - 1 do
-  local ukey, tkey, a = KEYS[2 * i + 1], KEYS[2 * i + 2], 5 * i
+  local ukey, tkey = KEYS[2 * i + 1], KEYS[2 * i + 2]
   local u_int, u_burst = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local t_int, t_burst = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  local count = tonumber(ARGV[a + 5])
+  local count, nkeys = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  local first_key = a + 7
+  a = a + 6 + nkeys
   local u_tat, t_tat = tat_of(ukey), tat_of(tkey)
   local granted, retry, scope = 0, 0, ''
   while granted < count do
-    local u_new, t_new = u_tat + u_int, t_tat + t_int
-    local u_over = u_new - now - u_int * u_burst
-    local t_over = t_new - now - t_int * t_burst
-    -- 0.01 ms of slack absorbs float rounding of the stored TATs (a burst at one instant must pass)
-    if u_over > 0.01 or t_over > 0.01 then
-      if u_over >= t_over then
-        retry, scope = math.max(1, math.ceil(u_over)), 'user'
-      else
-        retry, scope = math.max(1, math.ceil(t_over)), 'tenant'
+    local rkey = ''
+    if granted < nkeys then rkey = ARGV[first_key + granted] end
+    if rkey ~= '' and redis.call('EXISTS', rkey) == 1 then
+      granted = granted + 1
+    else
+      local u_new, t_new = u_tat + u_int, t_tat + t_int
+      local u_over = u_new - now - u_int * u_burst
+      local t_over = t_new - now - t_int * t_burst
+      -- 0.01 ms of slack absorbs float rounding of the stored TATs (a burst at one instant must pass)
+      if u_over > 0.01 or t_over > 0.01 then
+        if u_over >= t_over then
+          retry, scope = math.max(1, math.ceil(u_over)), 'user'
+        else
+          retry, scope = math.max(1, math.ceil(t_over)), 'tenant'
+        end
+        break
       end
-      break
+      u_tat, t_tat, granted = u_new, t_new, granted + 1
+      if rkey ~= '' then redis.call('SET', rkey, '1', 'PX', window) end
     end
-    u_tat, t_tat, granted = u_new, t_new, granted + 1
   end
   tats[ukey], tats[tkey] = u_tat, t_tat
   out[#out + 1] = granted
@@ -91,7 +106,7 @@ MAX_BATCH = 500  # requests per script call (bounds one call's time inside Redis
 @dataclass(slots=True)
 class _Request:
     keys: tuple[str, str]
-    args: tuple[str, int, str, int, int]
+    args: list[str | int]
     answer: asyncio.Future[tuple[int, int, str] | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -112,7 +127,13 @@ class RedisRateLimiter:
     """
 
     def __init__(
-        self, client: aioredis.Redis, *, user_per_second: float, user_burst: int, timeout_s: float = 0.5
+        self,
+        client: aioredis.Redis,
+        *,
+        user_per_second: float,
+        user_burst: int,
+        timeout_s: float = 0.5,
+        resend_window_s: float = 600.0,
     ) -> None:
         if user_per_second <= 0 or user_burst < 1:
             raise ValueError("user_per_second must be > 0 and user_burst >= 1")
@@ -121,23 +142,33 @@ class RedisRateLimiter:
         self._user_limit = math.ceil(user_per_second)
         self._user_burst = user_burst
         self._timeout_s = timeout_s
+        self._resend_window_ms = max(1, round(resend_window_s * 1000))
         self._last_warning = -math.inf
         self._waiting: list[_Request] = []
         self._running: set[asyncio.Future[None]] = set()
 
     async def acquire_many(
-        self, tenant_id: uuid.UUID, user_id: str, count: int, *, tenant_per_second: int
+        self,
+        tenant_id: uuid.UUID,
+        user_id: str,
+        count: int,
+        *,
+        tenant_per_second: int,
+        resend_keys: Sequence[str | None] = (),
     ) -> tuple[int, RateLimited | None]:
         tenant_rate = max(1, tenant_per_second)  # the API enforces >= 1; never divide by zero here
+        keys = [f"rl:r:{key}" if key else "" for key in resend_keys[:count]]
         request = _Request(
             keys=(f"rl:u:{tenant_id}:{user_id}", f"rl:t:{tenant_id}"),
-            args=(
+            args=[
                 repr(self._user_interval_ms),
                 self._user_burst,
                 repr(1000.0 / tenant_rate),
                 tenant_rate,
                 count,
-            ),
+                len(keys),
+                *keys,
+            ],
         )
         self._waiting.append(request)
         if len(self._waiting) == 1:
@@ -166,7 +197,7 @@ class RedisRateLimiter:
 
     async def _evaluate(self, batch: list[_Request]) -> None:
         keys = [key for request in batch for key in request.keys]
-        args = [arg for request in batch for arg in request.args]
+        args = [self._resend_window_ms, *(arg for request in batch for arg in request.args)]
         try:
             async with asyncio.timeout(self._timeout_s):
                 flat = await self._script(keys=keys, args=args)

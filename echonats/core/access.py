@@ -5,6 +5,11 @@ remembered for a few seconds, and concurrent misses for the same pair share one 
 with many sends in flight would otherwise query once per send whenever the entry expires).
 Changes made through this process evict entries at once; changes made elsewhere are evicted by
 domain events (see the gateway's event listener) or expire.
+
+Every eviction starts a new generation. A lookup that began before an eviction may have read the
+database before the revocation was committed, so its grant is neither stored nor shared with
+callers that come after the eviction: they run a lookup of their own. ``fresh=True`` skips the
+cache entirely (re-checks after a revocation must read what is committed now).
 """
 
 from __future__ import annotations
@@ -64,10 +69,15 @@ class ChannelAccess:
         self._monotonic = monotonic
         self._allowed: dict[tuple[uuid.UUID, str], tuple[Channel, float]] = {}
         self._lookups = _SingleFlight()
+        self._generation = 0  # bumped by every eviction (see the module docstring)
 
-    async def readable(self, caller: Caller, channel_id: uuid.UUID) -> Channel:
-        """The channel, if the caller may read and post in it; NotFound otherwise."""
+    async def readable(self, caller: Caller, channel_id: uuid.UUID, *, fresh: bool = False) -> Channel:
+        """The channel, if the caller may read and post in it; NotFound otherwise.
+
+        ``fresh``: decide from the database now, not from the cache nor from a lookup in flight."""
         key = (channel_id, caller.user_id)
+        if fresh:
+            return await self._look_up(caller, channel_id, None)
         hit = self._allowed.get(key)
         now = self._monotonic()
         if hit is not None and hit[0].tenant_id != caller.tenant_id:
@@ -75,7 +85,8 @@ class ChannelAccess:
         if hit is not None and hit[1] > now:
             return hit[0]
         return await self._lookups.run(
-            (caller.tenant_id, channel_id, caller.user_id), lambda: self._look_up(caller, channel_id, hit)
+            (caller.tenant_id, channel_id, caller.user_id, self._generation),
+            lambda: self._look_up(caller, channel_id, hit),
         )
 
     async def _look_up(
@@ -83,6 +94,7 @@ class ChannelAccess:
     ) -> Channel:
         key = (channel_id, caller.user_id)
         now = self._monotonic()
+        generation = self._generation
         try:
             async with self._store.read() as tx:
                 channel = await tx.channels.get(caller.tenant_id, channel_id)
@@ -97,19 +109,24 @@ class ChannelAccess:
             if hit is not None and now - hit[1] < STALE_GRACE_S:
                 return hit[0]
             raise
+        if generation != self._generation:
+            return channel  # an eviction happened meanwhile: this grant may predate it, don't keep it
         if len(self._allowed) >= self._max_entries:
             self._allowed.pop(next(iter(self._allowed)))  # oldest insertion first
         self._allowed[key] = (channel, now + self._ttl_s)
         return channel
 
     def forget_channel(self, channel_id: uuid.UUID) -> None:
+        self._generation += 1
         for key in [k for k in self._allowed if k[0] == channel_id]:
             del self._allowed[key]
 
     def forget_member(self, channel_id: uuid.UUID, user_id: str) -> None:
+        self._generation += 1
         self._allowed.pop((channel_id, user_id), None)
 
     def forget_user(self, user_id: str) -> None:
+        self._generation += 1
         for key in [k for k in self._allowed if k[1] == user_id]:
             del self._allowed[key]
 

@@ -67,12 +67,17 @@ class MessagingService:
     async def admit(self, caller: Caller, messages: Sequence[NewMessage]) -> tuple[int, RateLimited | None]:
         """Rate limits for consecutive checked messages of one sender, in their order (after
         validation and access: rejected input must not spend the sender's budget). Returns how many
-        of the first may go on and the refusal for the rest, if any."""
+        of the first may go on and the refusal for the rest, if any. A resend of a nonce already
+        admitted is free: the log answers it with the original message."""
         if self._limiter is None or not messages:
             return len(messages), None
         tenant = await self._tenants.get(caller.tenant_id)
         return await self._limiter.acquire_many(
-            caller.tenant_id, caller.user_id, len(messages), tenant_per_second=tenant.max_messages_per_second
+            caller.tenant_id,
+            caller.user_id,
+            len(messages),
+            tenant_per_second=tenant.max_messages_per_second,
+            resend_keys=[message.dedupe_key for message in messages],
         )
 
     async def submit(self, new: NewMessage) -> Awaitable[Message]:

@@ -181,12 +181,22 @@ class MessageLog(Protocol):
 
 class RateLimiter(Protocol):
     async def acquire_many(
-        self, tenant_id: uuid.UUID, user_id: str, count: int, *, tenant_per_second: int
+        self,
+        tenant_id: uuid.UUID,
+        user_id: str,
+        count: int,
+        *,
+        tenant_per_second: int,
+        resend_keys: Sequence[str | None] = (),
     ) -> tuple[int, RateLimited | None]:
         """Take up to ``count`` consecutive sends from the user's and the tenant's budgets,
         atomically (each from both or neither), in order: return how many were taken (the first
         ones) and, if fewer than ``count``, the refusal for the rest (``RateLimited`` with
-        ``retry_after_ms`` and ``limit``)."""
+        ``retry_after_ms`` and ``limit``).
+
+        ``resend_keys`` are the sends' dedupe keys (None: no nonce). A send whose key was taken
+        within the log's dedupe window is a resend, answered by the log with the original: it is
+        granted and costs nothing."""
         ...
 
 

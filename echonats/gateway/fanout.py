@@ -8,10 +8,13 @@ from the stream before anything newer is delivered: every socket sees each messa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NatsClient
@@ -22,7 +25,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from echonats.adapters import subjects
 from echonats.adapters.jetstream import NATS_ERRORS, JetStreamMessageLog
 from echonats.adapters.records import message_decoder, typing_decoder
-from echonats.errors import EchonatsError
+from echonats.core.access import ChannelAccess
+from echonats.errors import EchonatsError, NotFound
 from echonats.gateway.connection import Connection, SharedFrames
 from echonats.model import Message
 from echonats.workers.presence import presence_decoder
@@ -47,14 +51,32 @@ ChannelKey = tuple[uuid.UUID, uuid.UUID]
 
 
 @dataclass(eq=False, slots=True)
+class _Waiting:
+    """A socket registered on a channel that may not receive it live yet: its access is being
+    decided (a subscribe, or a re-check after a revocation) or its replay is being read. Live
+    messages wait in ``buffer``. ``revoked`` is set when a revocation for its user arrives meanwhile:
+    the decision under way may rest on a read from before that revocation was committed, so it is
+    taken again from the database before the socket goes live."""
+
+    buffer: list[Message] = field(default_factory=list)
+    revoked: bool = False
+    overflowed: bool = False  # more than the replay limit waited: the client must resync
+
+
+@dataclass(eq=False, slots=True)
 class _Channel:
     tenant_id: uuid.UUID
     channel_id: uuid.UUID
-    sockets: set[Connection] = field(default_factory=set)
-    # Sockets replaying history (`since`): live messages wait here until their replay is done.
-    replaying: dict[Connection, list[Message]] = field(default_factory=dict)
+    sockets: set[Connection] = field(default_factory=set)  # live: every message goes to these
+    waiting: dict[Connection, _Waiting] = field(default_factory=dict)
     subscriptions: list[Subscription] = field(default_factory=list)
+    # Done once the channel's NATS interest is registered at the server (see _listen).
+    listening: asyncio.Future[None] | None = None
     last_id: int | None = None
+
+    @property
+    def unused(self) -> bool:
+        return not self.sockets and not self.waiting
 
 
 @dataclass(eq=False, slots=True)
@@ -64,12 +86,16 @@ class _Tenant:
 
 
 class Hub:
-    def __init__(self, nc: NatsClient, log_reader: JetStreamMessageLog, *, replay_limit: int) -> None:
+    def __init__(
+        self, nc: NatsClient, log_reader: JetStreamMessageLog, access: ChannelAccess, *, replay_limit: int
+    ) -> None:
         self._nc = nc
         self._log = log_reader
+        self._access = access
         self._replay_limit = replay_limit
         self._channels: dict[ChannelKey, _Channel] = {}
         self._tenants: dict[uuid.UUID, _Tenant] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # access re-checks after revocations
 
     # -- connections ---------------------------------------------------------------------------------
     async def attach(self, conn: Connection) -> None:
@@ -99,7 +125,7 @@ class Hub:
 
     def subscribers(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> list[Connection]:
         channel = self._channels.get((tenant_id, channel_id))
-        return [*channel.sockets, *channel.replaying] if channel else []
+        return [*channel.sockets, *channel.waiting] if channel else []
 
     async def catch_up(self) -> None:
         """After a NATS reconnect: deliver what was stored while republished messages could not
@@ -108,67 +134,169 @@ class Hub:
             if channel.last_id is not None:
                 await self._repair_gap(channel, channel.last_id + 1, None)
 
-    # -- channels ------------------------------------------------------------------------------------
+    # -- subscribing ---------------------------------------------------------------------------------
     async def subscribe(self, conn: Connection, channel_id: uuid.UUID, since: int | None) -> None:
-        """Start delivering a channel to ``conn``; with ``since``, first replay every later message."""
+        """Start delivering a channel to ``conn`` if its caller may read it (NotFound otherwise);
+        with ``since``, first replay every later message.
+
+        The socket is registered (deliveries wait) before access is decided, and goes live only
+        after a decision that no revocation overtook: a removal that races with this subscribe
+        either makes the check fail or reaches the registered socket (see revoke_member)."""
         if channel_id in conn.channels:
             conn.send_subscribed(channel_id)
             return
         channel = await self._channel(conn.tenant_id, channel_id)
+        waiting = channel.waiting[conn] = _Waiting()
         conn.channels.add(channel_id)
-        if since is None:
-            channel.sockets.add(conn)
-            conn.send_subscribed(channel_id)
-            return
-        channel.replaying[conn] = []
+        announced = False
         try:
+            if not await self._authorize(conn, channel, waiting, fresh=False):
+                return  # unsubscribed (or the channel revoked) while deciding: that answer stands
             conn.send_subscribed(channel_id)
-            delivered = await self._replay(conn, channel, since)
-        finally:
-            buffered = channel.replaying.pop(conn, [])
-        if delivered is None:
+            announced = True
+            replayed: list[Message] | None = []
+            if since is not None:
+                replayed = await self._replay(channel, since)
+                if waiting.revoked and not await self._authorize(conn, channel, waiting, fresh=True):
+                    return
+        except NotFound:
+            if channel.waiting.get(conn) is not waiting:
+                return
+            if announced:  # revoked during the replay: end it the way live revocations end
+                self._drop(channel, conn)
+                await self._release_if_unused(channel)
+                return
+            await self.unsubscribe(conn, channel_id)
+            raise
+        except BaseException:
+            if channel.waiting.get(conn) is waiting:
+                await self.unsubscribe(conn, channel_id)
+            raise
+        # From here on nothing awaits: the decision above is still the latest one.
+        if replayed is None:
             conn.send_resync_required(channel_id)
-            delivered = channel.last_id or since
-        for message in buffered:
-            if message.id > delivered:
+            delivered = channel.last_id or since or 0
+        else:
+            for message in replayed:
                 conn.send_message(message, {})
-        if channel_id in conn.channels:  # not unsubscribed meanwhile
-            channel.sockets.add(conn)
+            delivered = replayed[-1].id if replayed else (since or 0)
+        self._go_live(conn, channel, waiting, delivered)
 
-    async def _replay(self, conn: Connection, channel: _Channel, since: int) -> int | None:
-        """Offer every message after ``since``; the last id offered, or None if a resync is needed."""
+    async def _authorize(
+        self, conn: Connection, channel: _Channel, waiting: _Waiting, *, fresh: bool
+    ) -> bool:
+        """Decide access until no revocation arrives during the decision. False when the socket
+        stopped waiting meanwhile (unsubscribed, closed, or the channel was deleted)."""
+        while True:
+            waiting.revoked = False
+            await self._access.readable(conn.caller, channel.channel_id, fresh=fresh)
+            if channel.waiting.get(conn) is not waiting:
+                return False
+            if not waiting.revoked:
+                return True
+            fresh = True  # the first answer may predate the revocation: ask what is committed now
+
+    def _go_live(self, conn: Connection, channel: _Channel, waiting: _Waiting, delivered: int) -> None:
+        del channel.waiting[conn]
+        if waiting.overflowed:
+            conn.send_resync_required(channel.channel_id)
+        else:
+            for message in waiting.buffer:
+                if message.id > delivered:
+                    conn.send_message(message, {})
+        channel.sockets.add(conn)
+
+    async def _replay(self, channel: _Channel, since: int) -> list[Message] | None:
+        """Every message after ``since``, or None if a resync is needed."""
         if since + 1 < await self._log.first_sequence():
             return None  # older messages were aged out of the stream: refetch history instead
         messages, more = await self._log.read_channel(
             channel.tenant_id, channel.channel_id, start=since + 1, limit=self._replay_limit
         )
-        if more:
-            return None
-        last = since
-        for message in messages:
-            conn.send_message(message, {})
-            last = message.id
-        return last
+        return None if more else messages
 
     async def unsubscribe(self, conn: Connection, channel_id: uuid.UUID) -> None:
         conn.channels.discard(channel_id)
-        key = (conn.tenant_id, channel_id)
-        channel = self._channels.get(key)
+        channel = self._channels.get((conn.tenant_id, channel_id))
         if channel is None:
             return
         channel.sockets.discard(conn)
-        channel.replaying.pop(conn, None)
-        if not channel.sockets and not channel.replaying:
-            del self._channels[key]
-            for subscription in channel.subscriptions:
-                await _unsubscribe(subscription)
+        channel.waiting.pop(conn, None)
+        await self._release_if_unused(channel)
 
+    # -- revocations (called from the event listener; synchronous so nothing is delivered after) ----
+    def revoke_channel(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None:
+        """The channel is gone: no local socket receives anything more of it."""
+        channel = self._channels.get((tenant_id, channel_id))
+        if channel is None:
+            return
+        for conn in [*channel.sockets, *channel.waiting]:
+            self._drop(channel, conn)
+        self._spawn(self._release_if_unused(channel))
+
+    def revoke_member(self, tenant_id: uuid.UUID, channel_id: uuid.UUID, user_id: str) -> None:
+        """``user_id`` may have lost the channel: their sockets' deliveries stop at once and resume
+        only if the database says they may still read it (a public channel, say)."""
+        channel = self._channels.get((tenant_id, channel_id))
+        if channel is None:
+            return
+        for conn, waiting in channel.waiting.items():
+            if conn.user_id == user_id:
+                waiting.revoked = True  # whoever is deciding for it decides again
+        for conn in [c for c in channel.sockets if c.user_id == user_id]:
+            channel.sockets.discard(conn)
+            held = channel.waiting[conn] = _Waiting(revoked=True)
+            self._spawn(self._recheck(conn, channel, held))
+
+    async def _recheck(self, conn: Connection, channel: _Channel, waiting: _Waiting) -> None:
+        try:
+            if await self._authorize(conn, channel, waiting, fresh=True):
+                self._go_live(conn, channel, waiting, delivered=0)
+            return
+        except NotFound:
+            pass
+        except EchonatsError as exc:
+            # Fail closed: a client told `unsubscribed` can subscribe again, which checks access.
+            log.warning("could not re-check access after a removal: %s", exc.message)
+        if channel.waiting.get(conn) is waiting:
+            self._drop(channel, conn)
+            await self._release_if_unused(channel)
+
+    def _drop(self, channel: _Channel, conn: Connection) -> None:
+        channel.sockets.discard(conn)
+        channel.waiting.pop(conn, None)
+        conn.channels.discard(channel.channel_id)
+        conn.send_unsubscribed(channel.channel_id)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- channel interest ----------------------------------------------------------------------------
     async def _channel(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> _Channel:
+        """The channel's entry, once its NATS interest is registered at the server: a replay must
+        not read the stream before, or a message stored in between would be neither replayed nor
+        delivered live. Concurrent subscribers wait for the same registration."""
         key = (tenant_id, channel_id)
-        channel = self._channels.get(key)
-        if channel is not None:
-            return channel
-        channel = self._channels[key] = _Channel(tenant_id, channel_id)
+        while True:
+            channel = self._channels.get(key)
+            if channel is None:
+                channel = self._channels[key] = _Channel(tenant_id, channel_id)
+                channel.listening = asyncio.ensure_future(self._listen(channel))
+            assert channel.listening is not None
+            try:
+                await asyncio.shield(channel.listening)
+            except BaseException:
+                if self._channels.get(key) is channel and channel.unused:
+                    del self._channels[key]
+                raise
+            if self._channels.get(key) is channel:
+                return channel
+            # released while we waited (its last socket left): register interest anew
+
+    async def _listen(self, channel: _Channel) -> None:
+        tenant_id, channel_id = channel.tenant_id, channel.channel_id
 
         async def on_live(msg: Msg) -> None:
             await self._on_live(channel, msg)
@@ -176,14 +304,34 @@ class Hub:
         async def on_typing(msg: Msg) -> None:
             self._on_typing(channel, msg)
 
-        channel.subscriptions = [
-            await self._nc.subscribe(subjects.live_subject(tenant_id, channel_id), cb=on_live),
-            await self._nc.subscribe(subjects.typing_subject(tenant_id, channel_id), cb=on_typing),
-        ]
-        # Interest must be registered at the server before a replay reads the stream, or a message
-        # stored in between would be neither replayed nor delivered live.
-        await self._nc.flush()
-        return channel
+        try:
+            channel.subscriptions.append(
+                await self._nc.subscribe(subjects.live_subject(tenant_id, channel_id), cb=on_live)
+            )
+            channel.subscriptions.append(
+                await self._nc.subscribe(subjects.typing_subject(tenant_id, channel_id), cb=on_typing)
+            )
+            await self._nc.flush()
+        except BaseException:
+            if self._channels.get((tenant_id, channel_id)) is channel:
+                del self._channels[(tenant_id, channel_id)]
+            for subscription in channel.subscriptions:
+                await _unsubscribe(subscription)
+            raise
+        if self._channels.get((tenant_id, channel_id)) is not channel:
+            # Every subscriber gave up while we registered (their sockets closed): nobody releases it.
+            for subscription in channel.subscriptions:
+                await _unsubscribe(subscription)
+
+    async def _release_if_unused(self, channel: _Channel) -> None:
+        key = (channel.tenant_id, channel.channel_id)
+        if not channel.unused or self._channels.get(key) is not channel:
+            return
+        if channel.listening is not None and not channel.listening.done():
+            return  # its subscriber is still waiting for the interest; it releases the channel itself
+        del self._channels[key]
+        for subscription in channel.subscriptions:
+            await _unsubscribe(subscription)
 
     # -- NATS callbacks ------------------------------------------------------------------------------
     async def _on_live(self, channel: _Channel, msg: Msg) -> None:
@@ -224,8 +372,11 @@ class Hub:
         channel.last_id = message.id
         for conn in channel.sockets:
             conn.send_message(message, shared)
-        for buffer in channel.replaying.values():
-            buffer.append(message)
+        for waiting in channel.waiting.values():
+            if len(waiting.buffer) < self._replay_limit:
+                waiting.buffer.append(message)
+            else:
+                waiting.overflowed = True
         broadcast_total.inc(len(channel.sockets))
 
     def _on_typing(self, channel: _Channel, msg: Msg) -> None:
@@ -251,6 +402,8 @@ class Hub:
             conn.send_presence(record.user_id, record.status, shared)
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         for channel in list(self._channels.values()):
             for subscription in channel.subscriptions:
                 await _unsubscribe(subscription)

@@ -21,7 +21,6 @@ from echonats.adapters import subjects
 from echonats.adapters.records import event_decoder
 from echonats.core import events as ev
 from echonats.core.access import ChannelAccess, MemberCache, TenantLimitsCache
-from echonats.errors import EchonatsError, NotFound
 from echonats.gateway.connection import CLOSE_FORBIDDEN
 from echonats.gateway.fanout import Hub
 
@@ -59,31 +58,18 @@ def apply_event(
         access.forget_user(user_id)
 
 
-async def revoke_live_access(
-    hub: Hub, access: ChannelAccess, tenant_id: uuid.UUID, event_type: str, data: dict[str, object]
-) -> None:
+def revoke_live_access(hub: Hub, tenant_id: uuid.UUID, event_type: str, data: dict[str, object]) -> None:
+    """Synchronous on purpose: the event callback must not yield before live sockets stop
+    receiving what they lost, or a message stored after the revocation could slip through."""
     user_id = data.get("userId")
     channel_id = data.get("channelId")
     if event_type == ev.MEMBER_LEFT and isinstance(user_id, str):
         for conn in hub.connections_of(tenant_id, user_id):
             conn.close(CLOSE_FORBIDDEN, "no longer a member of this workspace")
     elif event_type == ev.CHANNEL_DELETED and isinstance(channel_id, str):
-        channel = uuid.UUID(channel_id)
-        for conn in hub.subscribers(tenant_id, channel):
-            await hub.unsubscribe(conn, channel)
-            conn.send_unsubscribed(channel)
+        hub.revoke_channel(tenant_id, uuid.UUID(channel_id))
     elif event_type == ev.CHANNEL_MEMBER_REMOVED and isinstance(channel_id, str) and isinstance(user_id, str):
-        channel = uuid.UUID(channel_id)
-        for conn in hub.subscribers(tenant_id, channel):
-            if conn.user_id != user_id:
-                continue
-            try:
-                await access.readable(conn.caller, channel)  # a public channel stays readable
-            except NotFound:
-                await hub.unsubscribe(conn, channel)
-                conn.send_unsubscribed(channel)
-            except EchonatsError as exc:
-                log.warning("could not re-check access after a removal: %s", exc.message)
+        hub.revoke_member(tenant_id, uuid.UUID(channel_id), user_id)  # re-checked against the database
 
 
 async def listen_for_revocations(
@@ -98,7 +84,7 @@ async def listen_for_revocations(
             record = event_decoder.decode(msg.data)
             apply_event(access, limits, members, record.tenant_id, record.type, record.data)
             if hub is not None:
-                await revoke_live_access(hub, access, record.tenant_id, record.type, record.data)
+                revoke_live_access(hub, record.tenant_id, record.type, record.data)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             log.warning("ignored an undecodable event on %s: %s", msg.subject, exc)
 

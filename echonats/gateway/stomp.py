@@ -281,12 +281,10 @@ class _Session:
             event = sf.event_destination(destination)
             if (channel_id := sf.channel_destination(destination, send=False)) is not None:
                 with contextlib.suppress(NotFound):  # unreadable: accepted, never delivers
-                    await self.realtime.services.access.readable(conn.caller, channel_id)
+                    if channel_id not in conn.channels:  # new, or revoked since: ask again
+                        await self.realtime.hub.subscribe(conn, channel_id, None)  # checks access
                     subscription.channel_id = channel_id
-                    ids = conn.channel_subscriptions.setdefault(channel_id, [])
-                    ids.append(sf.escape(sub_id))
-                    if len(ids) == 1:
-                        await self.realtime.hub.subscribe(conn, channel_id, None)
+                    conn.channel_subscriptions.setdefault(channel_id, []).append(sf.escape(sub_id))
             elif event is not None and event[0] == conn.tenant_id:  # only the caller's own tenant
                 subject = subjects.event_subject(conn.tenant_id, event[1])
                 subscription.nats = await self.realtime.nc.subscribe(

@@ -157,8 +157,7 @@ async def _handle(conn: Connection, realtime: Realtime, sends: SendPipeline, tex
             await sends.submit(frame.channel_id, frame.body, frame.nonce)  # answered when stored
         elif isinstance(frame, p.Subscribe):
             ref = str(frame.channel_id)
-            await realtime.services.access.readable(conn.caller, frame.channel_id)
-            await realtime.hub.subscribe(conn, frame.channel_id, frame.since)
+            await realtime.hub.subscribe(conn, frame.channel_id, frame.since)  # checks access
         elif isinstance(frame, p.Unsubscribe):
             await realtime.hub.unsubscribe(conn, frame.channel_id)
             conn.send_unsubscribed(frame.channel_id)

@@ -8,6 +8,7 @@ channel's delivery order).
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -122,6 +123,18 @@ class NewMessage:
     body: str
     nonce: str | None
     created_at: datetime
+
+    @property
+    def dedupe_key(self) -> str | None:
+        """What makes a resend "the same message": channel, sender and nonce. None without a nonce.
+
+        Unambiguous for any sender id and nonce (both may contain any separator): the sender id is
+        length-prefixed before hashing, so no two different (sender, nonce) pairs hash the same
+        input; the channel id is a fixed-format UUID. Plain ASCII, usable as a header or key."""
+        if self.nonce is None:
+            return None
+        identity = f"{len(self.sender_id)}:{self.sender_id}{self.nonce}".encode()
+        return f"{self.channel_id}.{hashlib.sha256(identity).hexdigest()}"
 
 
 @dataclass(frozen=True, slots=True)

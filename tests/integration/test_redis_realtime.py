@@ -427,3 +427,26 @@ async def test_typing_without_interval_or_redis_is_allowed(dead_client: aioredis
     assert [await unthrottled.allow(tenant, channel, "alice") for _ in range(3)] == [True] * 3
     failing_open = RedisTypingThrottle(dead_client, interval_s=3)
     assert await failing_open.allow(tenant, channel, "alice") is True
+
+
+async def test_resends_within_the_window_are_free_and_expire_with_it(client: aioredis.Redis) -> None:
+    limiter = RedisRateLimiter(client, user_per_second=0.01, user_burst=2, resend_window_s=0.3)
+    tenant = uuid.uuid4()
+    # One call: a charged send, two resends of it and a send without a key: 2 charged, all granted.
+    keys = ["k1", "k1", "k1", None]
+    assert await limiter.acquire_many(tenant, "ann", 4, tenant_per_second=1000, resend_keys=keys) == (4, None)
+    granted, refusal = await limiter.acquire_many(
+        tenant, "ann", 2, tenant_per_second=1000, resend_keys=["k1", "k2"]
+    )
+    assert (granted, refusal is not None) == (1, True)  # k1 free, k2 refused: the budget is spent
+    assert await client.exists("rl:r:k2") == 0  # a refused send records nothing
+    # Once the window has passed, the same key is a new message again and is charged (refused here).
+    await until_expired(client, "rl:r:k1")
+    granted, refusal = await limiter.acquire_many(
+        tenant, "ann", 1, tenant_per_second=1000, resend_keys=["k1"]
+    )
+    assert (granted, refusal is not None) == (0, True)
+
+
+async def until_expired(client: aioredis.Redis, key: str) -> None:
+    await eventually(lambda: client.exists(key), lambda found: found == 0, what=f"{key} to expire")

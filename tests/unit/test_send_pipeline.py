@@ -6,6 +6,7 @@ import asyncio
 import gc
 import uuid
 import warnings
+from collections.abc import Sequence
 
 from echonats.core.base import Caller
 from echonats.core.messaging import MessagingService
@@ -24,7 +25,13 @@ class BudgetLimiter:
         self.calls: list[int] = []
 
     async def acquire_many(
-        self, tenant_id: uuid.UUID, user_id: str, count: int, *, tenant_per_second: int
+        self,
+        tenant_id: uuid.UUID,
+        user_id: str,
+        count: int,
+        *,
+        tenant_per_second: int,
+        resend_keys: Sequence[str | None] = (),
     ) -> tuple[int, RateLimited | None]:
         self.calls.append(count)
         granted = min(count, self.budget)
