@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 import asyncpg
 
+from echonats.adapters.pg_errors import domain_error
 from echonats.adapters.records import encode_event
 from echonats.core.ports import MembershipState, TenantLimits
-from echonats.errors import Conflict, Unavailable
+from echonats.errors import Conflict
 from echonats.model import Channel, ChannelMember, DomainEvent, Member, Message, Role, Tenant, User
 
 if TYPE_CHECKING:
@@ -351,19 +352,6 @@ class _Outbox:
         )
 
 
-# Errors that mean "the database is not there right now" (down, restarting, connection cut mid-query),
-# as opposed to a bug or a constraint: callers get Unavailable (503 / a retryable error frame).
-DB_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.OperatorInterventionError,  # admin_shutdown, crash_shutdown, cannot_connect_now
-)
-
-
 class PgTransaction:
     def __init__(self, conn: Conn) -> None:
         self.tenants = _Tenants(conn)
@@ -372,6 +360,13 @@ class PgTransaction:
         self.channels = _Channels(conn)
         self.messages = _Messages(conn)
         self.outbox = _Outbox(conn)
+
+
+def _raise_translated(exc: Exception) -> NoReturn:
+    translated = domain_error(exc)
+    if translated is None:
+        raise exc  # a domain error from the use case, or a bug: as it is
+    raise translated from exc
 
 
 class PostgresStore:
@@ -383,15 +378,13 @@ class PostgresStore:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 yield PgTransaction(conn)
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            raise Conflict(f"conflicting change: {exc.__class__.__name__}") from exc
-        except DB_UNAVAILABLE as exc:
-            raise Unavailable(f"PostgreSQL: {exc}") from exc
+        except Exception as exc:
+            _raise_translated(exc)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[PgTransaction]:
         try:
             async with self._pool.acquire() as conn:
                 yield PgTransaction(conn)
-        except DB_UNAVAILABLE as exc:
-            raise Unavailable(f"PostgreSQL: {exc}") from exc
+        except Exception as exc:
+            _raise_translated(exc)

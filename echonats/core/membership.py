@@ -165,10 +165,13 @@ class MembershipService:
         return member
 
     async def list_members(self, caller: Caller, *, limit: int, after: str | None) -> list[Member]:
+        # An empty cursor (`?after=`) means the first page, as it always did.
+        after = model.user_id(after, "after") if after else None
         async with self._store.read() as tx:
             return await tx.members.list(caller.tenant_id, limit=limit, after=after)
 
     async def change_role(self, caller: Caller, user_id: str, role: Role) -> Member:
+        user_id = model.user_id(user_id)
         caller.require_admin("change roles")
         async with self._sink.transaction() as (tx, pending):
             target = (await tx.members.state(caller.tenant_id, user_id)).member
@@ -189,6 +192,7 @@ class MembershipService:
         return updated
 
     async def remove_member(self, caller: Caller, user_id: str) -> None:
+        user_id = model.user_id(user_id)
         caller.require_admin("remove members")
         if user_id == caller.user_id:
             raise Conflict("use leave to leave the workspace yourself")
@@ -223,6 +227,7 @@ class MembershipService:
         self.members.forget(caller.tenant_id, user_id)
 
     async def reinstate(self, caller: Caller, user_id: str) -> Member:
+        user_id = model.user_id(user_id)
         caller.require_admin("reinstate members")
         async with self._sink.transaction() as (tx, pending):
             member = await tx.members.reinstate(caller.tenant_id, user_id, Role.MEMBER)
