@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 import asyncpg
 
+from echonats.adapters.pg_errors import domain_error
 from echonats.adapters.records import encode_event
 from echonats.core.ports import MembershipState, TenantLimits
-from echonats.errors import Conflict, Unavailable
+from echonats.errors import Conflict
 from echonats.model import Channel, ChannelMember, DomainEvent, Member, Message, Role, Tenant, User
 
 if TYPE_CHECKING:
@@ -109,10 +110,10 @@ class _Users:
     def __init__(self, conn: Conn) -> None:
         self._c = conn
 
-    async def upsert(self, user: User) -> None:
+    async def ensure(self, user: User) -> None:
+        # An existing identity is left as it is: what a tenant shows lives in its member row.
         await self._c.execute(
-            "INSERT INTO users (id, display_name, email) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE "
-            "SET display_name = EXCLUDED.display_name, email = coalesce(EXCLUDED.email, users.email)",
+            "INSERT INTO users (id, display_name, email) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
             user.id,
             user.display_name,
             user.email,
@@ -120,8 +121,8 @@ class _Users:
 
 
 _MEMBER_SELECT = (
-    "SELECT m.tenant_id, m.user_id, u.display_name, u.email, m.role, m.joined_at, m.removed_at "
-    "FROM tenant_members m JOIN users u ON u.id = m.user_id "
+    "SELECT m.tenant_id, m.user_id, m.display_name, m.email, m.role, m.joined_at, m.removed_at "
+    "FROM tenant_members m "
 )
 
 
@@ -139,20 +140,29 @@ class _Members:
             return MembershipState(None, removed=True)
         return MembershipState(_member(row), removed=False)
 
-    async def add(self, tenant_id: uuid.UUID, user_id: str, role: Role) -> Member:
+    async def add(self, tenant_id: uuid.UUID, user: User, role: Role) -> Member:
         row = await self._c.fetchrow(
-            "INSERT INTO tenant_members (tenant_id, user_id, role) VALUES ($1, $2, $3) "
-            "ON CONFLICT (tenant_id, user_id) DO UPDATE SET removed_at = NULL, role = EXCLUDED.role, "
-            "joined_at = now() WHERE tenant_members.removed_at IS NOT NULL RETURNING tenant_id",
+            "INSERT INTO tenant_members (tenant_id, user_id, role, display_name, email) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, user_id) DO NOTHING RETURNING *",
+            tenant_id,
+            user.id,
+            role.value,
+            user.display_name,
+            user.email,
+        )
+        if row is None:
+            raise Conflict("already a member of this workspace")
+        return _member(row)
+
+    async def reinstate(self, tenant_id: uuid.UUID, user_id: str, role: Role) -> Member | None:
+        row = await self._c.fetchrow(
+            "UPDATE tenant_members SET removed_at = NULL, role = $3, joined_at = now() "
+            "WHERE tenant_id = $1 AND user_id = $2 AND removed_at IS NOT NULL RETURNING *",
             tenant_id,
             user_id,
             role.value,
         )
-        if row is None:
-            raise Conflict("already a member of this workspace")
-        state = await self.state(tenant_id, user_id)
-        assert state.member is not None
-        return state.member
+        return _member(row) if row else None
 
     async def list(self, tenant_id: uuid.UUID, *, limit: int, after: str | None) -> list[Member]:
         rows = await self._c.fetch(
@@ -286,8 +296,9 @@ class _Channels:
 
     async def members(self, channel_id: uuid.UUID) -> list[ChannelMember]:
         rows = await self._c.fetch(
-            "SELECT cm.channel_id, cm.user_id, u.display_name, cm.role, cm.joined_at FROM channel_members cm "
-            "JOIN users u ON u.id = cm.user_id WHERE cm.channel_id = $1 ORDER BY cm.joined_at, cm.user_id",
+            "SELECT cm.channel_id, cm.user_id, m.display_name, cm.role, cm.joined_at FROM channel_members cm "
+            "JOIN tenant_members m ON m.tenant_id = cm.tenant_id AND m.user_id = cm.user_id "
+            "WHERE cm.channel_id = $1 ORDER BY cm.joined_at, cm.user_id",
             channel_id,
         )
         return [
@@ -341,19 +352,6 @@ class _Outbox:
         )
 
 
-# Errors that mean "the database is not there right now" (down, restarting, connection cut mid-query),
-# as opposed to a bug or a constraint: callers get Unavailable (503 / a retryable error frame).
-DB_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.OperatorInterventionError,  # admin_shutdown, crash_shutdown, cannot_connect_now
-)
-
-
 class PgTransaction:
     def __init__(self, conn: Conn) -> None:
         self.tenants = _Tenants(conn)
@@ -362,6 +360,13 @@ class PgTransaction:
         self.channels = _Channels(conn)
         self.messages = _Messages(conn)
         self.outbox = _Outbox(conn)
+
+
+def _raise_translated(exc: Exception) -> NoReturn:
+    translated = domain_error(exc)
+    if translated is None:
+        raise exc  # a domain error from the use case, or a bug: as it is
+    raise translated from exc
 
 
 class PostgresStore:
@@ -373,15 +378,13 @@ class PostgresStore:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 yield PgTransaction(conn)
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            raise Conflict(f"conflicting change: {exc.__class__.__name__}") from exc
-        except DB_UNAVAILABLE as exc:
-            raise Unavailable(f"PostgreSQL: {exc}") from exc
+        except Exception as exc:
+            _raise_translated(exc)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[PgTransaction]:
         try:
             async with self._pool.acquire() as conn:
                 yield PgTransaction(conn)
-        except DB_UNAVAILABLE as exc:
-            raise Unavailable(f"PostgreSQL: {exc}") from exc
+        except Exception as exc:
+            _raise_translated(exc)

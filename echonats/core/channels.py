@@ -98,6 +98,7 @@ class ChannelService:
             return await tx.channels.members(channel_id)
 
     async def add_member(self, caller: Caller, channel_id: uuid.UUID, user_id: str) -> None:
+        user_id = model.user_id(user_id)  # first: the answer must not depend on the channel
         async with self._sink.transaction() as (tx, pending):
             # Visible means: public, or private with the caller as a member (who may invite).
             await self._visible(tx, caller, channel_id)
@@ -118,6 +119,7 @@ class ChannelService:
             )
 
     async def remove_member(self, caller: Caller, channel_id: uuid.UUID, user_id: str) -> None:
+        user_id = model.user_id(user_id)  # first: the answer must not depend on the channel
         async with self._sink.transaction() as (tx, pending):
             channel = await self._visible(tx, caller, channel_id)
             if user_id != caller.user_id:

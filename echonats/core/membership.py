@@ -56,8 +56,8 @@ class MembershipService:
         )
         async with self._sink.transaction() as (tx, pending):
             await tx.tenants.add(tenant)
-            await tx.users.upsert(admin)
-            member = await tx.members.add(tenant.id, admin.id, Role.OWNER)
+            await tx.users.ensure(admin)
+            member = await tx.members.add(tenant.id, admin, Role.OWNER)
             pending.append(ev.event(tenant.id, ev.MEMBER_JOINED, now, **ev.member_data(member)))
         return CreatedTenant(tenant, member)
 
@@ -109,8 +109,8 @@ class MembershipService:
         async with self._sink.transaction() as (tx, pending):
             if await tx.tenants.get(tenant_id) is None:
                 raise NotFound("tenant not found")
-            await tx.users.upsert(user)
-            member = await tx.members.add(tenant_id, user.id, Role.MEMBER)
+            await tx.users.ensure(user)
+            member = await tx.members.add(tenant_id, user, Role.MEMBER)
             pending.append(ev.event(tenant_id, ev.MEMBER_JOINED, self._clock.now(), **ev.member_data(member)))
         return member
 
@@ -148,8 +148,10 @@ class MembershipService:
             async with self._sink.transaction() as (tx, pending):
                 if await tx.tenants.get(tenant_id) is None:
                     raise Forbidden("the token's tenant does not exist")
-                await tx.users.upsert(user)
-                member = await tx.members.add(tenant_id, user.id, Role.MEMBER)
+                await tx.users.ensure(user)
+                # The token's name and email are shown in its own tenant only (another tenant's
+                # token with the same sub must not rename this member elsewhere).
+                member = await tx.members.add(tenant_id, user, Role.MEMBER)
                 pending.append(
                     ev.event(tenant_id, ev.MEMBER_JOINED, self._clock.now(), **ev.member_data(member))
                 )
@@ -163,10 +165,13 @@ class MembershipService:
         return member
 
     async def list_members(self, caller: Caller, *, limit: int, after: str | None) -> list[Member]:
+        # An empty cursor (`?after=`) means the first page, as it always did.
+        after = model.user_id(after, "after") if after else None
         async with self._store.read() as tx:
             return await tx.members.list(caller.tenant_id, limit=limit, after=after)
 
     async def change_role(self, caller: Caller, user_id: str, role: Role) -> Member:
+        user_id = model.user_id(user_id)
         caller.require_admin("change roles")
         async with self._sink.transaction() as (tx, pending):
             target = (await tx.members.state(caller.tenant_id, user_id)).member
@@ -187,6 +192,7 @@ class MembershipService:
         return updated
 
     async def remove_member(self, caller: Caller, user_id: str) -> None:
+        user_id = model.user_id(user_id)
         caller.require_admin("remove members")
         if user_id == caller.user_id:
             raise Conflict("use leave to leave the workspace yourself")
@@ -221,12 +227,12 @@ class MembershipService:
         self.members.forget(caller.tenant_id, user_id)
 
     async def reinstate(self, caller: Caller, user_id: str) -> Member:
+        user_id = model.user_id(user_id)
         caller.require_admin("reinstate members")
         async with self._sink.transaction() as (tx, pending):
-            state = await tx.members.state(caller.tenant_id, user_id)
-            if not state.removed:
+            member = await tx.members.reinstate(caller.tenant_id, user_id, Role.MEMBER)
+            if member is None:
                 raise NotFound("no removed member with this id")
-            member = await tx.members.add(caller.tenant_id, user_id, Role.MEMBER)
             pending.append(
                 ev.event(caller.tenant_id, ev.MEMBER_JOINED, self._clock.now(), **ev.member_data(member))
             )

@@ -61,8 +61,9 @@ class TenantRepo(Protocol):
 
 
 class UserRepo(Protocol):
-    async def upsert(self, user: User) -> None:
-        """Insert, or refresh the display name/email of an existing identity."""
+    async def ensure(self, user: User) -> None:
+        """Insert the identity if it is new; an existing one is left unchanged (the profile a
+        tenant shows is its member row's, see ``MemberRepo.add``)."""
         ...
 
 
@@ -74,8 +75,13 @@ class MembershipState:
 
 class MemberRepo(Protocol):
     async def state(self, tenant_id: uuid.UUID, user_id: str) -> MembershipState: ...
-    async def add(self, tenant_id: uuid.UUID, user_id: str, role: Role) -> Member:
-        """Add (or reinstate) a member; raises Conflict if already an active member."""
+    async def add(self, tenant_id: uuid.UUID, user: User, role: Role) -> Member:
+        """Add a member showing ``user``'s display name and email in this tenant only; raises
+        Conflict if the user has a member row here already (active or removed)."""
+        ...
+
+    async def reinstate(self, tenant_id: uuid.UUID, user_id: str, role: Role) -> Member | None:
+        """Undo a removal (profile kept, joined again now); None if the user is not removed."""
         ...
 
     async def list(self, tenant_id: uuid.UUID, *, limit: int, after: str | None) -> list[Member]: ...

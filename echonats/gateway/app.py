@@ -14,6 +14,7 @@ from echonats import __version__
 from echonats.gateway.auth import AUTH_DEPENDENCIES
 from echonats.gateway.errors import EXCEPTION_HANDLERS
 from echonats.gateway.health import health, metrics, ready
+from echonats.gateway.media_type import require_json_body
 from echonats.gateway.observability import request_metrics_middleware
 from echonats.gateway.routes import CONTROLLERS
 from echonats.gateway.stomp import stomp_socket
@@ -29,6 +30,7 @@ def build_app(
     return Litestar(
         route_handlers=[health, ready, metrics, chat_socket, stomp_socket, *CONTROLLERS],
         dependencies=AUTH_DEPENDENCIES,
+        guards=[require_json_body],
         lifespan=list(lifespan),
         middleware=[request_metrics_middleware],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from echonats import metrics
+from echonats import metrics, model
 from echonats.core.base import Caller
 from echonats.core.messaging import DEFAULT_PAGE, MAX_PAGE
 from echonats.core.ports import TenantLimits
@@ -20,7 +20,7 @@ from echonats.core.services import Services
 from echonats.errors import ValidationFailed
 from echonats.gateway import schemas as s
 from echonats.gateway.errors import ErrorResponse
-from echonats.model import Principal
+from echonats.model import MAX_MESSAGE_ID, MAX_USER_ID_CHARS, Principal
 
 
 def _errors(*codes: int) -> dict[int, ResponseSpec]:
@@ -31,6 +31,7 @@ def _errors(*codes: int) -> dict[int, ResponseSpec]:
         404: "Not found (or not visible to the caller)",
         409: "Conflict",
         413: "Body too large",
+        415: "The body is not JSON (Content-Type other than application/json)",
         422: "Invalid value",
         429: "Rate limited",
         503: "A dependency is unavailable",
@@ -39,10 +40,15 @@ def _errors(*codes: int) -> dict[int, ResponseSpec]:
 
 
 COMMON = (400, 401, 403, 503)
-BODY = (*COMMON, 413)  # routes with a JSON body: larger than 64 KiB is refused
-UserIdPath = Annotated[str, Parameter(min_length=1, max_length=255)]
+BODY = (*COMMON, 413, 415)  # routes with a JSON body: larger than 64 KiB or not JSON is refused
+UserIdPath = Annotated[str, Parameter(min_length=1, max_length=MAX_USER_ID_CHARS)]
 PageLimit = Annotated[int, Parameter(ge=1, le=MAX_PAGE, description="Page size, 1..100")]
-Cursor = Annotated[int | None, Parameter(ge=0, description="A message id")]
+# Bounds declared here are in the OpenAPI schema and enforced by Litestar (400, see README "Errors");
+# rules the schema cannot express (control characters in a user id) are the domain's (422).
+Cursor = Annotated[int | None, Parameter(ge=0, le=MAX_MESSAGE_ID, description="A message id")]
+UserIdCursor = Annotated[
+    str | None, Parameter(max_length=MAX_USER_ID_CHARS, description="The last user id seen")
+]
 MAX_PRESENCE_IDS = 200
 UserIdList = Annotated[
     list[str], Parameter(query="userIds", description="Comma-separated (or repeated) user ids", max_items=200)
@@ -111,15 +117,17 @@ class MembersController(Controller):
     async def me(self, caller: Caller) -> s.MemberOut:
         return s.MemberOut.of(caller.member)
 
-    @get("/members", responses=_errors(*COMMON), summary="Members of the caller's workspace")
+    @get("/members", responses=_errors(*COMMON, 422), summary="Members of the caller's workspace")
     async def list_members(
-        self, caller: Caller, services: Services, limit: PageLimit = DEFAULT_PAGE, after: str | None = None
+        self, caller: Caller, services: Services, limit: PageLimit = DEFAULT_PAGE, after: UserIdCursor = None
     ) -> s.MemberList:
         members = await services.membership.list_members(caller, limit=limit + 1, after=after)
         items = [s.MemberOut.of(m) for m in members[:limit]]
         return s.MemberList(items=items, next_cursor=items[-1].id if len(members) > limit else None)
 
-    @patch("/members/{user_id:str}", responses=_errors(*BODY, 404, 409), summary="Change a member's role")
+    @patch(
+        "/members/{user_id:str}", responses=_errors(*BODY, 404, 409, 422), summary="Change a member's role"
+    )
     async def change_role(
         self, user_id: UserIdPath, data: s.ChangeRole, caller: Caller, services: Services
     ) -> s.MemberOut:
@@ -128,7 +136,7 @@ class MembersController(Controller):
     @delete(
         "/members/{user_id:str}",
         status_code=HTTP_204_NO_CONTENT,
-        responses=_errors(*COMMON, 404, 409),
+        responses=_errors(*COMMON, 404, 409, 422),
         summary="Remove a member (stays blocked until reinstated)",
     )
     async def remove_member(self, user_id: UserIdPath, caller: Caller, services: Services) -> None:
@@ -137,7 +145,7 @@ class MembersController(Controller):
     @post(
         "/members/{user_id:str}/reinstate",
         status_code=HTTP_201_CREATED,
-        responses=_errors(*COMMON, 404),
+        responses=_errors(*COMMON, 404, 422),
         summary="Reinstate a removed member",
     )
     async def reinstate(self, user_id: UserIdPath, caller: Caller, services: Services) -> s.MemberOut:
@@ -162,6 +170,7 @@ class PresenceController(Controller):
     )
     async def presence(self, caller: Caller, state: State, user_ids: UserIdList) -> s.PresenceList:
         ids = list(dict.fromkeys(i.strip() for part in user_ids for i in part.split(",") if i.strip()))
+        ids = [model.user_id(i, "userIds") for i in ids]
         if not 1 <= len(ids) <= MAX_PRESENCE_IDS:
             raise ValidationFailed(
                 f"userIds must name 1..{MAX_PRESENCE_IDS} users", details={"field": "userIds"}
@@ -213,7 +222,7 @@ class ChannelsController(Controller):
     @post(
         "/{channel_id:uuid}/members",
         status_code=HTTP_204_NO_CONTENT,
-        responses=_errors(*BODY, 404, 409),
+        responses=_errors(*BODY, 404, 409, 422),
         summary="Add a workspace member to the channel",
     )
     async def add_member(
@@ -224,7 +233,7 @@ class ChannelsController(Controller):
     @delete(
         "/{channel_id:uuid}/members/{user_id:str}",
         status_code=HTTP_204_NO_CONTENT,
-        responses=_errors(*COMMON, 404),
+        responses=_errors(*COMMON, 404, 422),
         summary="Remove a member from the channel",
     )
     async def remove_member(
@@ -266,7 +275,7 @@ class ChannelsController(Controller):
 
     @get(
         "/{channel_id:uuid}/messages",
-        responses=_errors(*COMMON, 404),
+        responses=_errors(*COMMON, 404, 422),
         summary="History, newest first, by keyset on the message id",
     )
     async def history(

@@ -23,6 +23,9 @@ MAX_TENANT_NAME_CHARS = 100
 MAX_DISPLAY_NAME_CHARS = 100
 MAX_USER_ID_CHARS = 255
 MAX_NONCE_CHARS = 64
+MAX_EMAIL_CHARS = 320
+# Message ids are PostgreSQL bigints (JetStream sequences are uint64, but never get this far).
+MAX_MESSAGE_ID = 2**63 - 1
 PLATFORM_ADMIN_ROLE = "platform-admin"
 
 
@@ -224,10 +227,31 @@ def nonce(value: str | None) -> str | None:
 def email(value: str, field_name: str = "email") -> str:
     text = value.strip()
     local, _, domain = text.partition("@")
-    if not local or "." not in domain or len(text) > 320 or any(ch.isspace() for ch in text):
+    if (
+        not local
+        or "." not in domain
+        or len(text) > MAX_EMAIL_CHARS
+        or any(ch.isspace() for ch in text)
+        or _has_control_chars(text)
+    ):
         raise ValidationFailed(f"{field_name} is not an email address", details={"field": field_name})
     return text
 
 
-def user_id(value: str) -> str:
-    return clean_text(value, field_name="userId", max_chars=MAX_USER_ID_CHARS)
+def user_id(value: str, field_name: str = "userId") -> str:
+    """The one rule for user ids wherever they come in (a token's ``sub``, a path, a query, a body).
+
+    Kept exactly as given (an issuer's ids are opaque, so no trimming): 1..255 characters, no
+    surrounding whitespace, no control characters (NUL included: PostgreSQL text cannot hold it).
+    """
+    if not 1 <= len(value) <= MAX_USER_ID_CHARS:
+        raise ValidationFailed(
+            f"{field_name} must be 1..{MAX_USER_ID_CHARS} characters",
+            details={"field": field_name},
+        )
+    if value != value.strip() or "\n" in value or "\t" in value or _has_control_chars(value):
+        raise ValidationFailed(
+            f"{field_name} contains surrounding whitespace or control characters",
+            details={"field": field_name},
+        )
+    return value

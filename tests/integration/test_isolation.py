@@ -75,3 +75,28 @@ async def test_token_for_a_tenant_that_does_not_exist(
     assert (
         await client.get("/api/v1/channels", headers={"Authorization": f"Bearer {no_tenant}"})
     ).status_code == 403
+
+
+async def test_a_token_of_another_tenant_cannot_rename_a_member(
+    client: AsyncTestClient[Any], workspace: Workspace, gateway_settings: Settings
+) -> None:
+    # One identity (same sub) in tenants A and B; B's issuer calls her something else.
+    other = await create_workspace(client, gateway_settings, ADMIN_TOKEN, name="Other Corp")
+    channel = await workspace.channel("general")
+    in_a = await client.post(f"/api/v1/channels/{channel}/join", headers=workspace.as_user("sam", "Sam A"))
+    assert in_a.status_code == 204, in_a.text
+    me_b = await client.get("/api/v1/users/me", headers=other.as_user("sam", "Mallory B"))
+    assert me_b.json()["displayName"] == "Mallory B"
+
+    members_a = (await client.get("/api/v1/members", headers=workspace.owner)).json()["items"]
+    assert {m["id"]: m["displayName"] for m in members_a}["sam"] == "Sam A"
+    in_channel = (await client.get(f"/api/v1/channels/{channel}/members", headers=workspace.owner)).json()
+    assert {m["userId"]: m["displayName"] for m in in_channel["items"]}["sam"] == "Sam A"
+    me_a = await client.get("/api/v1/users/me", headers=workspace.as_user("sam", "Sam A"))
+    assert me_a.json()["displayName"] == "Sam A"
+    sent = await client.post(
+        f"/api/v1/channels/{channel}/messages", json={"body": "hi"}, headers=workspace.as_user("sam")
+    )
+    assert sent.json()["senderDisplayName"] == "Sam A"
+    members_b = (await client.get("/api/v1/members", headers=other.owner)).json()["items"]
+    assert {m["id"]: m["displayName"] for m in members_b}["sam"] == "Mallory B"

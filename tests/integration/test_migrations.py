@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
 import pytest
@@ -58,3 +59,46 @@ async def test_failing_migration_leaves_nothing_behind(stack_urls: StackUrls) ->
         assert await conn.fetchval("SELECT count(*) FROM schema_migrations WHERE version = 9002") == 0
     finally:
         await conn.close()
+
+
+async def test_member_profiles_migration_copies_each_members_current_profile(stack_urls: StackUrls) -> None:
+    # A scratch database at the schema before 0004, with data, then 0004 applied on top.
+    assert stack_urls.database_url
+    admin = await asyncpg.connect(stack_urls.database_url)
+    name = f"migrate_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = stack_urls.database_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        before = [m for m in load_migrations() if m.version < 4]
+        profiles = next(m for m in load_migrations() if m.name == "member_profiles")
+        assert await apply_migrations(url, before) == [1, 2, 3]
+        conn = await asyncpg.connect(url)
+        try:
+            tenants = [uuid.uuid4(), uuid.uuid4()]
+            for tenant in tenants:
+                await conn.execute("INSERT INTO tenants (id, name) VALUES ($1, 't')", tenant)
+            await conn.execute(
+                "INSERT INTO users (id, display_name, email) VALUES ('ann', 'Ann', 'ann@example.com'), "
+                "('bob', 'Bob', NULL)"
+            )
+            await conn.execute(
+                "INSERT INTO tenant_members (tenant_id, user_id, removed_at) VALUES ($1, 'ann', NULL), "
+                "($2, 'ann', now()), ($1, 'bob', NULL)",
+                *tenants,
+            )
+            assert await apply_migrations(url, [*before, profiles]) == [profiles.version]
+            rows = await conn.fetch("SELECT tenant_id, user_id, display_name, email FROM tenant_members")
+            assert sorted(
+                (r["tenant_id"], r["user_id"], r["display_name"], r["email"]) for r in rows
+            ) == sorted(
+                [
+                    (tenants[0], "ann", "Ann", "ann@example.com"),
+                    (tenants[1], "ann", "Ann", "ann@example.com"),
+                    (tenants[0], "bob", "Bob", None),
+                ]
+            )
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -62,10 +62,12 @@ class FixedClock:
 
 @dataclass
 class MemberRow:
-    """A ``tenant_members`` row (display name and email live in ``users``)."""
+    """A ``tenant_members`` row, with the profile this tenant shows (not the ``users`` row's)."""
 
     role: Role
     joined_at: datetime
+    display_name: str
+    email: str | None
     removed_at: datetime | None = None
 
 
@@ -143,17 +145,14 @@ class InMemoryTenantRepo(_Repo):
 
 
 class InMemoryUserRepo(_Repo):
-    async def upsert(self, user: User) -> None:
-        self._write("users.upsert")
-        old = self._s.users.get(user.id)
-        email = user.email if user.email is not None or old is None else old.email
-        self._s.users[user.id] = User(user.id, user.display_name, email)
+    async def ensure(self, user: User) -> None:
+        self._write("users.ensure")
+        self._s.users.setdefault(user.id, user)  # ON CONFLICT DO NOTHING
 
 
 class InMemoryMemberRepo(_Repo):
     def _member(self, tenant_id: uuid.UUID, user_id: str, row: MemberRow) -> Member:
-        user = self._s.users[user_id]
-        return Member(tenant_id, user_id, user.display_name, user.email, row.role, row.joined_at)
+        return Member(tenant_id, user_id, row.display_name, row.email, row.role, row.joined_at)
 
     async def state(self, tenant_id: uuid.UUID, user_id: str) -> MembershipState:
         self._read("members.state")
@@ -164,17 +163,24 @@ class InMemoryMemberRepo(_Repo):
             return MembershipState(None, removed=True)
         return MembershipState(self._member(tenant_id, user_id, row), removed=False)
 
-    async def add(self, tenant_id: uuid.UUID, user_id: str, role: Role) -> Member:
+    async def add(self, tenant_id: uuid.UUID, user: User, role: Role) -> Member:
         self._write("members.add")
-        if tenant_id not in self._s.tenants or user_id not in self._s.users:
+        if tenant_id not in self._s.tenants or user.id not in self._s.users:
             raise Conflict("conflicting change: ForeignKeyViolationError")
-        key = (tenant_id, user_id)
-        row = self._s.members.get(key)
-        if row is not None and row.removed_at is None:
+        key = (tenant_id, user.id)
+        if key in self._s.members:
             raise Conflict("already a member of this workspace")
-        # New, or a removed member reinstated (role reset, joined again now).
-        row = MemberRow(role=role, joined_at=self._now())
+        row = MemberRow(role=role, joined_at=self._now(), display_name=user.display_name, email=user.email)
         self._s.members[key] = row
+        return self._member(tenant_id, user.id, row)
+
+    async def reinstate(self, tenant_id: uuid.UUID, user_id: str, role: Role) -> Member | None:
+        self._write("members.reinstate")
+        row = self._s.members.get((tenant_id, user_id))
+        if row is None or row.removed_at is None:
+            return None
+        # Role reset, joined again now, profile kept.
+        row.role, row.joined_at, row.removed_at = role, self._now(), None
         return self._member(tenant_id, user_id, row)
 
     async def list(self, tenant_id: uuid.UUID, *, limit: int, after: str | None) -> list[Member]:
@@ -301,7 +307,9 @@ class InMemoryChannelRepo(_Repo):
     async def members(self, channel_id: uuid.UUID) -> list[ChannelMember]:
         self._read("channels.members")
         found = [
-            ChannelMember(c, user_id, self._s.users[user_id].display_name, row.role, row.joined_at)
+            ChannelMember(
+                c, user_id, self._s.members[(row.tenant_id, user_id)].display_name, row.role, row.joined_at
+            )
             for (c, user_id), row in self._s.channel_members.items()
             if c == channel_id
         ]

@@ -25,13 +25,16 @@ async def append(log: FakeMessageLog, message: NewMessage) -> Appended:
     return await (await log.begin_append(message))
 
 
+ANN, BOB = User("ann", "Ann", "ann@example.com"), User("bob", "Bob", None)
+
+
 async def _seeded() -> tuple[InMemoryStore, uuid.UUID]:
     store = InMemoryStore()
     tenant = _tenant()
     async with store.transaction() as tx:
         await tx.tenants.add(tenant)
-        await tx.users.upsert(User("ann", "Ann", "ann@example.com"))
-        await tx.users.upsert(User("bob", "Bob", None))
+        await tx.users.ensure(ANN)
+        await tx.users.ensure(BOB)
     return store, tenant.id
 
 
@@ -40,7 +43,7 @@ async def test_a_transaction_rolls_back_every_write_on_error() -> None:
 
     async def failing() -> None:
         async with store.transaction() as tx:
-            await tx.members.add(tenant_id, "ann", Role.OWNER)
+            await tx.members.add(tenant_id, ANN, Role.OWNER)
             await tx.channels.add(_channel(tenant_id, "general"))
             raise RuntimeError("boom")
 
@@ -57,34 +60,38 @@ async def test_read_refuses_writes() -> None:
     store, tenant_id = await _seeded()
     async with store.read() as tx:
         with pytest.raises(AssertionError):
-            await tx.members.add(tenant_id, "ann", Role.MEMBER)
+            await tx.members.add(tenant_id, ANN, Role.MEMBER)
 
 
-async def test_member_add_conflicts_when_active_and_reinstates_when_removed() -> None:
+async def test_member_add_conflicts_when_present_and_reinstate_undoes_a_removal() -> None:
     store, tenant_id = await _seeded()
     async with store.transaction() as tx:
-        added = await tx.members.add(tenant_id, "ann", Role.ADMIN)
+        added = await tx.members.add(tenant_id, ANN, Role.ADMIN)
         assert (added.display_name, added.email, added.role) == ("Ann", "ann@example.com", Role.ADMIN)
         with pytest.raises(Conflict):
-            await tx.members.add(tenant_id, "ann", Role.MEMBER)
+            await tx.members.add(tenant_id, ANN, Role.MEMBER)
+        assert await tx.members.reinstate(tenant_id, "ann", Role.MEMBER) is None  # not removed
         assert await tx.members.remove(tenant_id, "ann", ban=True)
         assert not await tx.members.remove(tenant_id, "ann", ban=True)
         assert (await tx.members.state(tenant_id, "ann")).removed
         assert await tx.members.set_role(tenant_id, "ann", Role.OWNER) is None
-        back = await tx.members.add(tenant_id, "ann", Role.MEMBER)
-        assert back.role is Role.MEMBER
-        await tx.members.add(tenant_id, "bob", Role.MEMBER)
+        with pytest.raises(Conflict):  # a removed member is reinstated, not added again
+            await tx.members.add(tenant_id, ANN, Role.MEMBER)
+        back = await tx.members.reinstate(tenant_id, "ann", Role.MEMBER)
+        assert back is not None
+        assert (back.role, back.display_name) == (Role.MEMBER, "Ann")
+        await tx.members.add(tenant_id, BOB, Role.MEMBER)
         assert await tx.members.remove(tenant_id, "bob", ban=False)
         assert (await tx.members.state(tenant_id, "bob")) == (await tx.members.state(tenant_id, "zed"))
         with pytest.raises(Conflict):  # no such user: a foreign key violation
-            await tx.members.add(tenant_id, "zed", Role.MEMBER)
+            await tx.members.add(tenant_id, User("zed", "Zed", None), Role.MEMBER)
 
 
-async def test_user_upsert_keeps_the_email_when_none_is_given() -> None:
+async def test_user_ensure_leaves_an_existing_identity_unchanged() -> None:
     store, _ = await _seeded()
     async with store.transaction() as tx:
-        await tx.users.upsert(User("ann", "Ann B.", None))
-    assert store.state.users["ann"] == User("ann", "Ann B.", "ann@example.com")
+        await tx.users.ensure(User("ann", "Ann B.", None))
+    assert store.state.users["ann"] == ANN
 
 
 async def test_channel_names_conflict_case_insensitively_within_a_tenant() -> None:

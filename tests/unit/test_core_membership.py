@@ -161,7 +161,7 @@ async def test_publisher_failure_keeps_the_tenant_and_the_event_in_the_outbox(h:
     assert h.store.outbox_events() == []
 
 
-@pytest.mark.parametrize("failing_op", ["outbox.add", "members.add", "users.upsert"])
+@pytest.mark.parametrize("failing_op", ["outbox.add", "members.add", "users.ensure"])
 async def test_a_failing_transaction_leaves_no_state_and_publishes_nothing(
     h: Harness, failing_op: str
 ) -> None:
@@ -499,3 +499,12 @@ async def test_leaving_the_workspace_revokes_access_to_private_channels_at_once(
 
     with pytest.raises(NotFound):
         await h.services.messaging.send(back, secret.id, body="still here?", nonce=None)
+
+
+async def test_a_profile_is_per_tenant_membership(h: Harness) -> None:
+    a, b = await h.new_tenant("A"), await h.new_tenant("B")
+    await h.services.membership.resolve(principal("sam", a.tenant_id, "Sam A"))
+    in_b = await h.services.membership.resolve(principal("sam", b.tenant_id, "Mallory B"))
+    assert in_b.member.display_name == "Mallory B"
+    listed = await h.services.membership.list_members(a, limit=10, after=None)
+    assert {m.user_id: m.display_name for m in listed}["sam"] == "Sam A"
