@@ -346,7 +346,10 @@ class LocalStack:
             if pginstall.runnable_as(bindir, nobody):
                 return bindir, run_as
             if pginstall.is_wheel(bindir):  # e.g. a venv under a 0700 home: run a readable copy
-                copy = pginstall.readable_copy(bindir, lambda: self._tempdir("pgcopy"))
+                try:
+                    copy = pginstall.readable_copy(bindir, lambda: self._tempdir("pgcopy"))
+                except OSError as exc:  # e.g. a full temp dir: a one-line error, not a traceback
+                    raise StackError(f"cannot copy PostgreSQL for user 'nobody': {exc}") from exc
                 if pginstall.runnable_as(copy, nobody):
                     return copy, run_as
         raise StackError(
