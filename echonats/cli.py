@@ -118,7 +118,7 @@ def _stack_up() -> int:
     from echonats.stack import LocalStack
 
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a closed terminal too: clean up
         signal.signal(signum, lambda *_: stop.set())
     with LocalStack() as urls:
         for key, value in urls.as_env().items():

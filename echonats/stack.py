@@ -8,7 +8,8 @@ Lifecycle guarantees: every service runs in its own session (Ctrl-C in a termina
 our process, which then stops the app before the databases) and gets a parent-death signal, so a
 crashed launcher does not leave orphans behind; ``stop()`` removes every temp directory.
 PostgreSQL's initdb refuses to run as root: when we are root it runs as ``nobody`` via ``setpriv``
-in a temp directory owned by that user. No system path is ever chmod-ed and no user is created.
+in a temp directory owned by that user (from a readable copy if it cannot read the venv: see
+echonats.pginstall). Nothing of the user's is ever chmod-ed and no user is created.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from echonats import pginstall
 from echonats.binaries import find_nats_server, find_valkey_server, postgres_bindir_candidates
 from echonats.errors import EchonatsError
 
@@ -134,6 +136,7 @@ class LocalStack:
         return self.urls
 
     def stop(self) -> None:
+        # The services do not use each other: all are signalled at once, then awaited (bounded).
         for service in reversed(self._services):
             if service.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -335,26 +338,24 @@ class LocalStack:
         if os.geteuid() != 0:
             return candidates[0], []
         # initdb refuses root. Run as nobody: the data dir is ours (a fresh temp dir), so handing it
-        # to nobody touches nothing of the user's; pdeathsig survives the uid switch only via setpriv.
+        # to nobody touches nothing of the user's.
         nobody = pwd.getpwnam("nobody")
         os.chown(directory, nobody.pw_uid, nobody.pw_gid)
-        run_as = [
-            "setpriv",
-            f"--reuid={nobody.pw_uid}",
-            f"--regid={nobody.pw_gid}",
-            "--clear-groups",
-            "--pdeathsig",
-            "INT",
-        ]
+        run_as = pginstall.setpriv_prefix(nobody)
         for bindir in candidates:
-            probe = subprocess.run(
-                [*run_as, str(bindir / "postgres"), "--version"], capture_output=True, check=False
-            )
-            if probe.returncode == 0:
+            if pginstall.runnable_as(bindir, nobody):
                 return bindir, run_as
+            if pginstall.is_wheel(bindir):  # e.g. a venv under a 0700 home: run a readable copy
+                try:
+                    copy = pginstall.readable_copy(bindir, lambda: self._tempdir("pgcopy"))
+                except OSError as exc:  # e.g. a full temp dir: a one-line error, not a traceback
+                    raise StackError(f"cannot copy PostgreSQL for user 'nobody': {exc}") from exc
+                if pginstall.runnable_as(copy, nobody):
+                    return copy, run_as
         raise StackError(
-            "running as root and user 'nobody' cannot execute any PostgreSQL binary "
-            f"({', '.join(map(str, candidates))}); run as a normal user or set ECHONATS_DATABASE_URL"
+            "running as root and user 'nobody' cannot run PostgreSQL from "
+            f"{', '.join(map(str, candidates))} nor from a copy; run as a normal user or set "
+            "ECHONATS_DATABASE_URL"
         )
 
 

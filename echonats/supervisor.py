@@ -1,73 +1,51 @@
 """`echonats run`: local stack (for services without a URL), migrations, gateway and worker processes.
 
-Children run in their own sessions, so Ctrl-C reaches only this supervisor, which then stops
-them in order (gateways, worker, then the databases) within a bounded time. Each child also gets
-a parent-death signal, so even a SIGKILLed supervisor leaves no process behind.
+The supervisor restarts a crashed gateway or worker with backoff (echonats.children) and keeps the
+rest serving. On SIGINT/SIGTERM/SIGHUP it stops in dependency order, each step bounded in time:
+the gateways first (they close their sockets with 1012 and drain NATS), then the worker (it
+finishes its batch), and only then the local services they were using.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
 
 from echonats.adapters.jwt_auth import DEV_JWT_SECRET
 from echonats.adapters.migrations import apply_migrations
+from echonats.children import EXIT_CONFIG, Children, FatalExit
 from echonats.errors import Unavailable
+from echonats.logs import configure_logging
 from echonats.settings import Settings
-from echonats.stack import LocalStack, set_parent_death_signal
+from echonats.stack import LocalStack
+
+log = logging.getLogger("echonats.supervisor")
 
 READY_TIMEOUT_S = 60.0
-CHILD_STOP_TIMEOUT_S = 15.0
+POLL_S = 0.2  # how soon a crash is noticed; Ctrl-C wakes the wait at once
+# SIGHUP too: closing the terminal must stop things in order, not kill the supervisor outright
+# (its children would then get their parent-death signal all at once, databases included).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-@dataclass(slots=True)
-class _Child:
-    name: str
-    process: subprocess.Popen[bytes]
-
-
-def _spawn(name: str, command: str, env: dict[str, str]) -> _Child:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "echonats", command],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=set_parent_death_signal,
-    )
-    return _Child(name, process)
-
-
-def _wait_ready(url: str, children: list[_Child], stop: threading.Event) -> bool:
+def _wait_ready(url: str, children: Children, stop: threading.Event) -> bool:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline and not stop.is_set():
-        if any(c.process.poll() is not None for c in children):
-            return False
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310
-            if response.status == 200:
-                return True
+        children.supervise()  # a child crashing at start-up is restarted like any other
+        if children.all_running():
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310
+                if response.status == 200:
+                    return True
         stop.wait(0.1)  # poll the readiness condition; wakes at once on Ctrl-C
     return False
-
-
-def _stop_children(children: list[_Child]) -> None:
-    for child in children:
-        if child.process.poll() is None:
-            child.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + CHILD_STOP_TIMEOUT_S
-    for child in children:
-        try:
-            child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.process.kill()
-            child.process.wait()
 
 
 def _local_host(settings: Settings) -> str:
@@ -105,13 +83,16 @@ def _print_banner(settings: Settings, gateways: int, env: dict[str, str], stack:
 
 def run_all(settings: Settings, *, gateways: int) -> int:
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, lambda *_: stop.set())
+    if "ECHONATS_LOG_FORMAT" not in os.environ:  # the same readable format as the children's
+        configure_logging(dataclasses.replace(settings.log, format="text"))
 
     stack = LocalStack(
         nats=not settings.nats.url, postgres=not settings.postgres.url, redis=not settings.redis.url
     )
-    children: list[_Child] = []
+    children = Children()
+    gateway_names = [f"gateway-{index + 1}" for index in range(gateways)]
     try:
         urls = stack.start()
         env = {**os.environ, **urls.as_env()}
@@ -120,11 +101,14 @@ def run_all(settings: Settings, *, gateways: int) -> int:
             print("echonats: ECHONATS_JWT_SECRET unset: using the local-development secret", file=sys.stderr)
         env.setdefault("ECHONATS_LOG_FORMAT", "text")
         asyncio.run(apply_migrations(env["ECHONATS_DATABASE_URL"]))
+        if stop.is_set():  # Ctrl-C while the services were starting
+            return 0
 
-        children.append(_spawn("worker", "worker", env))
-        for index in range(gateways):
+        command = [sys.executable, "-m", "echonats"]
+        children.start("worker", [*command, "worker"], env)
+        for index, name in enumerate(gateway_names):
             gateway_env = {**env, "ECHONATS_GATEWAY_PORT": str(settings.gateway.port + index)}
-            children.append(_spawn(f"gateway-{index + 1}", "gateway", gateway_env))
+            children.start(name, [*command, "gateway"], gateway_env)
 
         host = _local_host(settings)
         if not _wait_ready(f"http://{host}:{settings.gateway.port}/ready", children, stop):
@@ -133,15 +117,15 @@ def run_all(settings: Settings, *, gateways: int) -> int:
             raise Unavailable(f"gateway not ready within {READY_TIMEOUT_S:.0f}s (see the log above)")
         _print_banner(settings, gateways, env, stack)
 
-        while not stop.wait(0.5):
-            dead = [c for c in children if c.process.poll() is not None]
-            if dead:
-                print(
-                    f"echonats: {dead[0].name} exited with {dead[0].process.returncode}; stopping",
-                    file=sys.stderr,
-                )
-                return 1
+        while not stop.wait(POLL_S):
+            children.supervise()
         return 0
+    except FatalExit as exc:
+        log.error("%s (invalid configuration): a restart cannot fix that; stopping", exc)
+        return EXIT_CONFIG
     finally:
-        _stop_children(children)
+        log.info("stopping: gateways, then the worker, then the local services")
+        children.stop(gateway_names)
+        children.stop(["worker"])
         stack.stop()
+        log.info("stopped")
