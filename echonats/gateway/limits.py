@@ -56,6 +56,10 @@ class HandshakeGuard:
             del self._tat[next(iter(self._tat))]
         return 0.0
 
+    @property
+    def tracked_addresses(self) -> int:
+        return len(self._tat)
+
 
 def _address_key(host: str) -> str:
     if ":" not in host:
