@@ -88,6 +88,9 @@ class System:
             "ECHONATS_LOG_LEVEL": "WARNING",
             "ECHONATS_RATE_USER_PER_SECOND": "1000000",
             "ECHONATS_RATE_USER_BURST": "1000000",
+            # The bench opens up to 20k sockets from 127.0.0.1, 2000 per user: no socket limits.
+            "ECHONATS_WS_MAX_SOCKETS_PER_USER": "0",
+            "ECHONATS_WS_HANDSHAKES_PER_IP_PER_SECOND": "0",
             "ECHONATS_WORKER_METRICS_PORT": str(metrics_port),
         }
         base.pop("ECHONATS_GATEWAY_PORT", None)

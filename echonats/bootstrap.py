@@ -32,10 +32,11 @@ from echonats.adapters.jwt_auth import JwtVerifier
 from echonats.adapters.postgres_store import PostgresStore
 from echonats.adapters.redis_ratelimit import RedisRateLimiter
 from echonats.adapters.redis_realtime import RedisPresenceStore, RedisTypingThrottle
-from echonats.core.ports import DependencyProbe, RateLimiter
+from echonats.core.ports import DependencyProbe, RateLimiter, TokenVerifier
 from echonats.core.services import Services
 from echonats.gateway.fanout import Hub
 from echonats.gateway.invalidation import listen_for_revocations
+from echonats.gateway.limits import HandshakeGuard, SocketCounter
 from echonats.gateway.presence import PresenceTracker
 from echonats.gateway.ws import Realtime
 from echonats.settings import Settings
@@ -102,7 +103,7 @@ def build_services(resources: Resources, limiter: RateLimiter | None = None) -> 
 
 @contextlib.asynccontextmanager
 async def realtime_for(
-    settings: Settings, resources: Resources, services: Services
+    settings: Settings, resources: Resources, services: Services, verifier: TokenVerifier
 ) -> AsyncIterator[Realtime]:
     rt = settings.realtime
     hub = Hub(
@@ -126,6 +127,10 @@ async def realtime_for(
             typing=RedisTypingThrottle(resources.redis, interval_s=rt.typing_interval_s),
             send_queue=rt.send_queue,
             max_frame_bytes=rt.max_frame_bytes,
+            close_timeout_s=rt.close_timeout_s,
+            verifier=verifier,
+            handshakes=HandshakeGuard(rt.handshakes_per_ip_per_second, rt.handshakes_per_ip_burst),
+            sockets=SocketCounter(rt.max_sockets_per_user),
         )
     finally:
         await tracker.stop()
@@ -148,7 +153,7 @@ def create_gateway_app(settings: Settings) -> Litestar:
                 resend_window_s=DUPLICATE_WINDOW.total_seconds(),  # resends within it are free
             )
             services = build_services(resources, limiter)
-            async with realtime_for(settings, resources, services) as realtime:
+            async with realtime_for(settings, resources, services, verifier) as realtime:
                 app.state.resources = resources
                 app.state.services = services
                 app.state.realtime = realtime

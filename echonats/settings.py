@@ -212,6 +212,42 @@ class RealtimeSettings:
             minimum=0.0,
         ),
     )
+    close_timeout_s: float = field(
+        default=5.0,
+        metadata=_env(
+            "ECHONATS_WS_CLOSE_TIMEOUT",
+            "Seconds a WebSocket close may take (e.g. a client that stops reading) before the TCP "
+            "connection is dropped.",
+            minimum=0.1,
+            maximum=300.0,
+        ),
+    )
+    max_sockets_per_user: int = field(
+        default=100,
+        metadata=_env(
+            "ECHONATS_WS_MAX_SOCKETS_PER_USER",
+            "Open WebSockets (`/ws` and STOMP) per user and tenant on one gateway process; more: "
+            "close 4029 (0: no limit).",
+            minimum=0,
+        ),
+    )
+    handshakes_per_ip_per_second: float = field(
+        default=20.0,
+        metadata=_env(
+            "ECHONATS_WS_HANDSHAKES_PER_IP_PER_SECOND",
+            "WebSocket upgrades per client IP (IPv6: per /64) per second, checked before the token; "
+            "more: HTTP 429 (0: no limit).",
+            minimum=0.0,
+        ),
+    )
+    handshakes_per_ip_burst: int = field(
+        default=100,
+        metadata=_env(
+            "ECHONATS_WS_HANDSHAKES_PER_IP_BURST",
+            "WebSocket upgrades a client IP may make at once.",
+            minimum=1,
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -286,6 +287,7 @@ class JwtVerifier:
             or sub[:MAX_DISPLAY_NAME_CHARS],
             email=_email(claims.get("email")),
             roles=_roles(claims, self._roles_claim),
+            expires_at=_expiry(claims["exp"]),  # required, and checked to be a number by pyjwt
         )
 
     def _tenant_id(self, claims: dict[str, Any]) -> uuid.UUID | None:
@@ -298,6 +300,13 @@ class JwtVerifier:
             except ValueError:
                 pass
         raise Unauthenticated(f"token claim {self._tenant_claim!r} is not a tenant id (UUID)")
+
+
+def _expiry(exp: int | float) -> datetime:
+    try:
+        return datetime.fromtimestamp(exp, UTC)
+    except (OverflowError, OSError, ValueError):  # beyond what datetime holds: as good as never
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _reason(exc: PyJWTError) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Any
 
 from litestar import Request
@@ -39,6 +40,14 @@ async def authenticate(token: str | None, state: State) -> Principal:
     if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
         return STATIC_ADMIN
     principal: Principal = await state.verifier.verify(token)
+    return principal
+
+
+def unexpired(principal: Principal) -> Principal:
+    """A socket lives until its token's ``exp``: a token past it (which the verifier still accepts
+    for its clock-skew leeway) opens or renews none."""
+    if principal.expires_at is not None and principal.expires_at.timestamp() <= time.time():
+        raise Unauthenticated("token has expired")
     return principal
 
 

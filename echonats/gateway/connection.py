@@ -5,6 +5,11 @@ once the socket takes data again.
 The fanout path never waits: it hands over an already-framed message (see ``gateway.wire``). A
 client that reads slowly therefore delays nobody else. As its queue fills it first loses ephemeral
 frames (typing, presence); once full, it is closed with 4008 ("slow consumer").
+
+Every close the server starts (4001/4003/4008/...) and every end of a socket arms one timer: if the
+TCP connection is still there ``close_timeout_s`` later (a client that does not read never lets the
+close frame out, and asyncio's ``transport.close()`` waits for the unsent data forever), the
+transport is aborted. Before that, the same timer slot closes the socket when its token expires.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import contextlib
 import logging
 import time
 import uuid
+from datetime import datetime
 
 from litestar.types import Send
 from prometheus_client import Counter
@@ -50,7 +56,14 @@ MAX_COALESCED_FRAMES = 256
 
 class Connection:
     def __init__(
-        self, caller: Caller, send: Send, *, sink: FrameSink, coalescer: WriteCoalescer, max_queue: int
+        self,
+        caller: Caller,
+        send: Send,
+        *,
+        sink: FrameSink,
+        coalescer: WriteCoalescer,
+        max_queue: int,
+        close_timeout_s: float = 5.0,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.caller = caller
@@ -70,6 +83,9 @@ class Connection:
         self._closing: tuple[int, str] | None = None
         self._drainer: asyncio.Task[None] | None = None  # exists only while frames wait in _queue
         self._closer: asyncio.Task[None] | None = None
+        self._close_timeout_s = close_timeout_s
+        # One timer per socket, never a task: the token's expiry while open, then the close deadline.
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def user_id(self) -> str:
@@ -154,6 +170,37 @@ class Connection:
         if self._drainer is not None:
             self._drainer.cancel()
         self._closer = asyncio.create_task(self._send_close(code, reason), name=f"ws-close-{self.id}")
+        self._abort_later()
+
+    def expire_at(self, when: datetime | None) -> None:
+        """Close with 4001 at ``when`` (the token's expiry; None: never), replacing any earlier time."""
+        if self._closing is not None:
+            return
+        self._cancel_timer()
+        if when is not None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, when.timestamp() - time.time())
+            self._timer = loop.call_at(loop.time() + delay, self._token_expired)
+
+    def _token_expired(self) -> None:
+        self._timer = None
+        log.info("closing: token expired", extra={"connection_id": self.id, "user": self.user_id})
+        self.close(CLOSE_UNAUTHORIZED, "token expired")
+
+    def _abort_later(self) -> None:
+        self._cancel_timer()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(loop.time() + self._close_timeout_s, self._abort)
+
+    def _abort(self) -> None:
+        self._timer = None
+        if self._sink.abort():
+            log.info("aborted: the close did not complete", extra={"connection_id": self.id})
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def flushed(self) -> None:
         """Return once every frame offered so far has been handed to the socket (or dropped)."""
@@ -216,6 +263,10 @@ class Connection:
         self.offer(p.encode(p.ResyncRequired(channel_id=channel_id)))
 
     async def stop(self) -> None:
+        """The handler is done with this socket. It may still hold a TCP connection that does not
+        finish closing (e.g. the peer closed but reads nothing): the close deadline covers it."""
+        if self._closing is None:
+            self._abort_later()
         drainer = self._drainer
         if drainer is not None and not drainer.done():
             drainer.cancel()

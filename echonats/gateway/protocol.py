@@ -17,6 +17,7 @@ from echonats.model import MAX_NONCE_CHARS, Message
 ChannelId = uuid.UUID
 Body = Annotated[str, msgspec.Meta(max_length=16_000)]
 Nonce = Annotated[str, msgspec.Meta(max_length=MAX_NONCE_CHARS)]
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=16 * 1024)]  # the verifier's own bound
 
 
 class ClientFrame(msgspec.Struct, tag_field="type", rename="camel", forbid_unknown_fields=True, kw_only=True):
@@ -46,7 +47,13 @@ class Ping(ClientFrame, tag="ping"):
     pass
 
 
-AnyClientFrame = Subscribe | Unsubscribe | Send | Typing | Ping
+class Reauth(ClientFrame, tag="reauth"):
+    """A fresh token for the same tenant and user: the socket now closes at its expiry instead."""
+
+    token: Token
+
+
+AnyClientFrame = Subscribe | Unsubscribe | Send | Typing | Ping | Reauth
 client_frame_decoder = msgspec.json.Decoder(AnyClientFrame)
 
 
@@ -122,6 +129,10 @@ class ErrorFrame(ServerFrame, tag="error"):
 
 class Pong(ServerFrame, tag="pong"):
     pass
+
+
+class Reauthenticated(ServerFrame, tag="reauthenticated"):
+    expires_at: datetime | None = None  # absent: the token never expires
 
 
 _encoder = msgspec.json.Encoder()

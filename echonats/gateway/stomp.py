@@ -27,6 +27,13 @@ delivers ``{id, username, channelId, content, timestamp}``; ``SUBSCRIBE /servers
   carries no member list, so a private channel's creation or deletion is never broadcast.
 - **Heart-beats.** Honoured both ways with a floor of 1 s; CONNECTED reports the negotiated
   intervals. A client whose heart-beats (or any data) stop for twice its interval is closed (4009).
+- **Token expiry.** STOMP 1.2 has no re-authentication frame. At the token's ``exp`` the session
+  gets an ERROR frame (``code:unauthenticated``) and is closed with 4001; the client reconnects with
+  a fresh token (stomp.js: ``beforeConnect``). A client that repeats ``Authorization`` on its frames
+  moves the expiry with each fresh token it sends (see Authentication).
+- **Limits.** Like ``/ws``: an IP over its upgrade rate gets HTTP 429 before the upgrade; a user
+  over ``ECHONATS_WS_MAX_SOCKETS_PER_USER`` on this gateway gets an ERROR (``limit_exceeded``) at
+  CONNECT and close 4029.
 """
 
 from __future__ import annotations
@@ -42,7 +49,6 @@ from typing import Any, NoReturn
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.datastructures import State
-from litestar.types import Send
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
@@ -52,20 +58,26 @@ from echonats.adapters.jetstream import NATS_ERRORS
 from echonats.adapters.records import event_decoder
 from echonats.core import events as ev
 from echonats.core.base import Caller
-from echonats.errors import EchonatsError, Forbidden, NotFound, RateLimited, Unauthenticated, ValidationFailed
+from echonats.errors import (
+    EchonatsError,
+    Forbidden,
+    LimitExceeded,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+    ValidationFailed,
+)
 from echonats.gateway import stomp_frames as sf
-from echonats.gateway.auth import authenticate, bearer_token
+from echonats.gateway.auth import authenticate, bearer_token, unexpired
 from echonats.gateway.connection import (
     CLOSE_FORBIDDEN,
     CLOSE_UNAUTHORIZED,
     Connection,
-    SharedFrames,
-    WriteCoalescer,
 )
+from echonats.gateway.stomp_connection import StompConnection
 from echonats.gateway.stomp_frames import Frame
-from echonats.gateway.wire import FrameSink, release_handshake, text_frame
-from echonats.gateway.ws import CLOSE_TRY_AGAIN_LATER, Realtime
-from echonats.model import Message
+from echonats.gateway.wire import release_handshake
+from echonats.gateway.ws import CLOSE_TOO_MANY_CONNECTIONS, CLOSE_TRY_AGAIN_LATER, Realtime, refused_upgrade
 
 log = logging.getLogger(__name__)
 
@@ -77,40 +89,6 @@ CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_HEARTBEAT_TIMEOUT = 4009
 
 _CHANNEL_EVENTS = frozenset({ev.CHANNEL_CREATED, ev.CHANNEL_DELETED})
-
-
-class StompConnection(Connection):
-    """A hub connection that renders messages as STOMP MESSAGE frames for its subscription ids."""
-
-    def __init__(
-        self, caller: Caller, send: Send, *, sink: FrameSink, coalescer: WriteCoalescer, max_queue: int
-    ) -> None:
-        super().__init__(caller, send, sink=sink, coalescer=coalescer, max_queue=max_queue)
-        # Channel -> escaped subscription ids; one hub subscription per channel serves them all.
-        self.channel_subscriptions: dict[uuid.UUID, list[str]] = {}
-
-    def send_message(self, message: Message, shared: SharedFrames) -> None:
-        # The part after the subscription header is the same for every STOMP socket: render it once.
-        tail = shared.get("stomp")
-        if tail is None:
-            tail = shared["stomp"] = sf.channel_message_tail(message).encode()
-        for subscription in self.channel_subscriptions.get(message.channel_id, ()):
-            self.offer_frame(text_frame(sf.message_frame_bytes(subscription, tail)))
-
-    # STOMP clients get no typing, presence or subscription-state frames (no destination for them;
-    # SUBSCRIBE is confirmed by RECEIPT; no `since`, so no resync), so these hooks do nothing.
-    def send_typing(
-        self, channel_id: uuid.UUID, user_id: str, display_name: str, shared: SharedFrames
-    ) -> None: ...
-
-    def send_presence(self, user_id: str, status: str, shared: SharedFrames) -> None: ...
-
-    def send_subscribed(self, channel_id: uuid.UUID) -> None: ...
-
-    # STOMP has no server-initiated unsubscribe: after a revocation the subscription just stops.
-    def send_unsubscribed(self, channel_id: uuid.UUID) -> None: ...
-
-    def send_resync_required(self, channel_id: uuid.UUID) -> None: ...
 
 
 @dataclass(slots=True)
@@ -127,6 +105,9 @@ class _Closing(Exception):
 
 @websocket("/ws/stomp", name="stomp-websocket")
 async def stomp_socket(socket: WebSocket[Any, Any, Any]) -> None:
+    realtime: Realtime = socket.app.state.realtime
+    if await refused_upgrade(socket, realtime.handshakes):
+        return
     await socket.accept(subprotocols=sf.negotiate_subprotocol(socket.scope.get("subprotocols", ())))
     release_handshake(socket.scope)
     await _Session(socket).run()
@@ -141,6 +122,7 @@ class _Session:
         self.realtime: Realtime = self.state.realtime
         self.parser = sf.FrameParser(max_frame_bytes=self.realtime.max_frame_bytes)
         self.conn: StompConnection | None = None
+        self.admitted: Caller | None = None  # counted in the user's sockets of this gateway
         self.token: str | None = None
         self.subscriptions: dict[str, _Subscription] = {}
         self.receive_timeout_s: float | None = CONNECT_TIMEOUT_S
@@ -196,15 +178,18 @@ class _Session:
             or bearer_token(self.socket.headers.get("authorization"))
         )
         try:
-            principal = await authenticate(self.token, self.state)
+            principal = unexpired(await authenticate(self.token, self.state))
             caller = await self.realtime.services.membership.resolve(principal)
+            self.realtime.admit(caller)
         except EchonatsError as exc:
             await self._fail(sf.error_frame(exc.message, code=exc.code), _close_code(exc))
+        self.admitted = caller
         conn = self.realtime.connection(caller, self.socket, StompConnection)
         # Registered before CONNECTED goes out: once a client is connected, it is reachable.
         await self.realtime.hub.attach(conn)
         self.conn = conn
         conn.start()
+        conn.expire_at(principal.expires_at)
         await self.realtime.presence.connected(conn)
         send_ms = max(client_receive, MIN_HEARTBEAT_MS) if client_receive else 0
         receive_ms = max(client_send, MIN_HEARTBEAT_MS) if client_send else 0
@@ -327,12 +312,13 @@ class _Session:
         if token is None or token == self.token:
             return
         try:
-            principal = await authenticate(token, self.state)
+            principal = unexpired(await authenticate(token, self.state))
             if principal.tenant_id != conn.tenant_id or principal.user_id != conn.user_id:
                 raise Forbidden("the frame's token is for another user than the session's")
         except EchonatsError as exc:
             await self._fail(sf.error_frame(exc.message, code=exc.code), _close_code(exc))
         self.token = token
+        conn.expire_at(principal.expires_at)  # a refresh: the session now lives as long as this token
 
     async def _required(self, frame: Frame, name: str) -> str:
         value = frame.get(name)
@@ -366,6 +352,9 @@ class _Session:
                 await self.socket.close(code, reason)
 
     async def _cleanup(self) -> None:
+        if self.admitted is not None:
+            self.realtime.release(self.admitted)
+            self.admitted = None
         if self._heartbeats is not None:
             self._heartbeats.cancel()
         for subscription in self.subscriptions.values():
@@ -386,7 +375,11 @@ def _frame_token(frame: Frame) -> str | None:
 
 
 def _close_code(exc: EchonatsError) -> int:  # the close codes /ws uses for the same failures
-    codes = {Unauthenticated: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN}
+    codes = {
+        Unauthenticated: CLOSE_UNAUTHORIZED,
+        Forbidden: CLOSE_FORBIDDEN,
+        LimitExceeded: CLOSE_TOO_MANY_CONNECTIONS,
+    }
     return codes.get(type(exc), CLOSE_TRY_AGAIN_LATER)
 
 

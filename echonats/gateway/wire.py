@@ -52,6 +52,10 @@ class FrameSink(Protocol):
         """Wait until the socket takes more, then write (and remove) at least one queued frame."""
         ...
 
+    def abort(self) -> bool:
+        """Drop the TCP connection at once if it is still open; True if it was."""
+        ...
+
 
 class TransportSink:
     """Frames written to uvicorn's transport, honouring its flow control (``pause_writing``)."""
@@ -72,6 +76,16 @@ class TransportSink:
         data = b"".join(frames)  # everything queued while paused: one write, one syscall
         frames.clear()
         self._write(data)
+
+    def abort(self) -> bool:
+        protocol = self._protocol
+        if protocol.disconnected:
+            return False
+        # uvicorn's own close timer calls transport.close(), which waits for buffered data a peer
+        # that does not read never takes; abort() discards it. connection_lost() follows, which
+        # ends the handler (websocket.disconnect) and wakes a send blocked on flow control.
+        protocol.transport.abort()
+        return True
 
     def _write(self, data: bytes) -> None:
         protocol = self._protocol
@@ -94,6 +108,9 @@ class AsgiSink:
     async def flush(self, frames: list[bytes]) -> None:
         text = payload_of(frames.pop(0)).decode()  # fallback path only; the queue is bounded
         await self._send({"type": "websocket.send", "text": text, "bytes": None})
+
+    def abort(self) -> bool:
+        return False  # the transport is out of reach: the server's own close timeout applies
 
 
 def sink_for(scope: Scope, send: Send) -> FrameSink:
@@ -121,7 +138,8 @@ def _uvicorn_sansio_protocol(send: Send) -> Any:
     if not isinstance(protocol, WebSocketsSansIOProtocol):
         return None
     if not all(
-        hasattr(protocol, name) for name in ("transport", "writable", "close_sent", "handshake_complete")
+        hasattr(protocol, name)
+        for name in ("transport", "writable", "close_sent", "handshake_complete", "disconnected")
     ):
         return None  # pragma: no cover - a uvicorn release that changed its internals
     return protocol

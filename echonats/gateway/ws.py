@@ -3,6 +3,10 @@
 Handshake: the token comes as ``?token=`` or an ``Authorization: Bearer`` header. The socket is
 accepted first and then closed with 4001 (bad or missing token) or 4003 (not allowed in the
 tenant), because browsers cannot read an HTTP status of a refused upgrade but do see close codes.
+Before the token is even looked at, a client IP over its upgrade rate gets HTTP 429 (cheap, and no
+socket to close); a user over ``ECHONATS_WS_MAX_SOCKETS_PER_USER`` here is accepted and closed with
+4029. The socket is closed with 4001 at its token's ``exp`` unless a ``reauth`` frame brings a
+fresh token for the same tenant and user first.
 Frames are read one at a time per socket; sends are pipelined (``gateway.sending``): up to 64 in
 flight, stored in the order sent, acked in that order. Bad frames get an error frame and the
 socket stays open.
@@ -10,37 +14,51 @@ socket stays open.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.datastructures import State
+from litestar.types import WebSocketResponseBodyEvent, WebSocketResponseStartEvent
 from nats.aio.client import Client as NatsClient
 
 from echonats import metrics
 from echonats.adapters import subjects
 from echonats.adapters.records import TypingRecord, message_encoder
 from echonats.core.base import Caller
-from echonats.core.ports import TypingThrottle
+from echonats.core.ports import TokenVerifier, TypingThrottle
 from echonats.core.services import Services
-from echonats.errors import EchonatsError, Forbidden, RateLimited, Unauthenticated, Unavailable
+from echonats.errors import (
+    EchonatsError,
+    Forbidden,
+    LimitExceeded,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+)
 from echonats.gateway import protocol as p
-from echonats.gateway.auth import authenticate, bearer_token
+from echonats.gateway.auth import authenticate, bearer_token, unexpired
 from echonats.gateway.connection import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Connection, WriteCoalescer
 from echonats.gateway.fanout import Hub
+from echonats.gateway.limits import HandshakeGuard, SocketCounter
 from echonats.gateway.presence import PresenceTracker
 from echonats.gateway.sending import SendPipeline
 from echonats.gateway.wire import release_handshake, sink_for
+from echonats.model import Principal
 
 log = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=Connection)
 
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_TOO_MANY_CONNECTIONS = 4029
 
 
 @dataclass(slots=True)
@@ -54,12 +72,66 @@ class Realtime:
     typing: TypingThrottle
     send_queue: int
     max_frame_bytes: int
+    close_timeout_s: float
+    verifier: TokenVerifier  # for tokens presented on a live socket (reauth)
+    handshakes: HandshakeGuard
+    sockets: SocketCounter
     coalescer: WriteCoalescer = field(default_factory=WriteCoalescer)
 
     def connection(self, caller: Caller, socket: WebSocket[Any, Any, Any], kind: type[C]) -> C:
         """A hub connection for an accepted (or about to be) socket."""
         sink = sink_for(socket.scope, socket.send)
-        return kind(caller, socket.send, sink=sink, coalescer=self.coalescer, max_queue=self.send_queue)
+        return kind(
+            caller,
+            socket.send,
+            sink=sink,
+            coalescer=self.coalescer,
+            max_queue=self.send_queue,
+            close_timeout_s=self.close_timeout_s,
+        )
+
+    def admit(self, caller: Caller) -> None:
+        """Take one of the user's sockets on this gateway (give it back with ``release``)."""
+        if not self.sockets.acquire(caller.tenant_id, caller.user_id):
+            raise LimitExceeded("too many open connections for this user")
+
+    def release(self, caller: Caller) -> None:
+        self.sockets.release(caller.tenant_id, caller.user_id)
+
+    @contextlib.asynccontextmanager
+    async def admitted(self, caller: Caller) -> AsyncIterator[None]:
+        self.admit(caller)
+        try:
+            yield
+        finally:
+            self.release(caller)
+
+
+async def refused_upgrade(socket: WebSocket[Any, Any, Any], handshakes: HandshakeGuard) -> bool:
+    """Refuse the upgrade with HTTP 429 if its client IP is over its rate (True: refused). Runs
+    before anything else of the handshake, so a flood costs no token verification."""
+    client = socket.scope.get("client")
+    wait_s = handshakes.retry_after_s(client[0] if client else None)
+    if not wait_s:
+        return False
+    if "websocket.http.response" in (socket.scope.get("extensions") or {}):
+        retry_after = str(max(1, math.ceil(wait_s))).encode()
+        start: WebSocketResponseStartEvent = {
+            "type": "websocket.http.response.start",
+            "status": 429,
+            "headers": [(b"retry-after", retry_after), (b"content-type", b"text/plain; charset=utf-8")],
+        }
+        body: WebSocketResponseBodyEvent = {
+            "type": "websocket.http.response.body",
+            "body": b"too many connection attempts\n",
+            "more_body": False,
+        }
+        await socket.send(start)
+        await socket.send(body)
+    else:  # a server without the denial-response extension: close codes are what is left
+        await socket.accept()
+        await socket.close(CLOSE_TOO_MANY_CONNECTIONS, "too many connection attempts")
+    return True
 
 
 def error_frame(exc: EchonatsError, ref: str | None = None) -> str:
@@ -79,14 +151,24 @@ def _bad_frame(message: str) -> str:
 async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
     state: State = socket.app.state
     realtime: Realtime = state.realtime
-    token = socket.query_params.get("token") or bearer_token(socket.headers.get("authorization"))
-    try:
-        principal = await authenticate(token, state)
-        caller = await realtime.services.membership.resolve(principal)
-    except (Unauthenticated, Forbidden, Unavailable) as exc:
-        await socket.accept()  # close codes reach browsers; a refused upgrade's status does not
-        await socket.close(*_close_for(exc))
+    if await refused_upgrade(socket, realtime.handshakes):
         return
+    token = socket.query_params.get("token") or bearer_token(socket.headers.get("authorization"))
+    async with contextlib.AsyncExitStack() as admission:
+        try:
+            principal = unexpired(await authenticate(token, state))
+            caller = await realtime.services.membership.resolve(principal)
+            await admission.enter_async_context(realtime.admitted(caller))
+        except (Unauthenticated, Forbidden, Unavailable, LimitExceeded) as exc:
+            await socket.accept()  # close codes reach browsers; a refused upgrade's status does not
+            await socket.close(*_close_for(exc))
+            return
+        await _serve(socket, realtime, caller, principal)
+
+
+async def _serve(
+    socket: WebSocket[Any, Any, Any], realtime: Realtime, caller: Caller, principal: Principal
+) -> None:
     conn = realtime.connection(caller, socket, Connection)
     sends = SendPipeline(
         caller,
@@ -104,6 +186,7 @@ async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
         await socket.accept()
         release_handshake(socket.scope)
         conn.start()
+        conn.expire_at(principal.expires_at)
         log.info("websocket connected", extra=context)
         await realtime.presence.connected(conn)
         await _read_frames(socket, realtime, conn, sends)
@@ -121,6 +204,8 @@ def _close_for(exc: EchonatsError) -> tuple[int, str]:
         return CLOSE_UNAUTHORIZED, exc.message[:120]
     if isinstance(exc, Forbidden):
         return CLOSE_FORBIDDEN, exc.message[:120]
+    if isinstance(exc, LimitExceeded):
+        return CLOSE_TOO_MANY_CONNECTIONS, exc.message[:120]
     return CLOSE_TRY_AGAIN_LATER, "try again later"
 
 
@@ -164,6 +249,8 @@ async def _handle(conn: Connection, realtime: Realtime, sends: SendPipeline, tex
         elif isinstance(frame, p.Typing):
             ref = str(frame.channel_id)
             await _typing(conn, realtime, frame.channel_id)
+        elif isinstance(frame, p.Reauth):
+            await _reauthenticate(conn, realtime, frame.token)
         else:
             conn.offer(p.PONG)
     except EchonatsError as exc:
@@ -172,6 +259,15 @@ async def _handle(conn: Connection, realtime: Realtime, sends: SendPipeline, tex
         # A bug must cost this one frame, not the connection (and never its other subscriptions).
         log.exception("frame handling failed", extra={"connection_id": conn.id})
         conn.offer(p.encode(p.ErrorFrame(code="internal_error", message="internal error", ref=ref)))
+
+
+async def _reauthenticate(conn: Connection, realtime: Realtime, token: str) -> None:
+    """A fresh token moves the socket's expiry; refused, the socket keeps the one it had."""
+    principal = unexpired(await realtime.verifier.verify(token))
+    if principal.tenant_id != conn.tenant_id or principal.user_id != conn.user_id:
+        raise Forbidden("the token is for another tenant or user than the socket's")
+    conn.expire_at(principal.expires_at)
+    conn.offer(p.encode(p.Reauthenticated(expires_at=principal.expires_at)))
 
 
 async def _typing(conn: Connection, realtime: Realtime, channel_id: uuid.UUID) -> None:

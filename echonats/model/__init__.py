@@ -61,6 +61,8 @@ class Principal:
     display_name: str
     email: str | None = None
     roles: frozenset[str] = frozenset()
+    # The token's `exp`: a socket opened with it is closed then. None: never (the static admin token).
+    expires_at: datetime | None = None
 
     @property
     def is_platform_admin(self) -> bool:

@@ -151,7 +151,8 @@ async def test_slow_consumer_is_closed_and_delays_nobody(
     channel = await workspace.channel("firehose")
     # Readers share this process's event loop with the gateway and may lag by ~10 messages plus up
     # to half a queue of presence frames; 128 leaves them room while the non-reader overflows.
-    settings = _with_realtime(gateway_settings, send_queue=128)
+    # The slow client reads again only after all 500 messages: its close may wait for it that long.
+    settings = _with_realtime(gateway_settings, send_queue=128, close_timeout_s=120.0)
     total = 500
     async with serve_gateway(settings) as base:
         # The slow client subscribes and then never reads: a tiny receive buffer and a client-side

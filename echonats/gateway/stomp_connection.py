@@ -1,0 +1,63 @@
+"""The hub connection of a STOMP socket: messages rendered as MESSAGE frames for its subscription ids."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar.types import Send
+
+from echonats.core.base import Caller
+from echonats.gateway import stomp_frames as sf
+from echonats.gateway.connection import Connection, SharedFrames, WriteCoalescer
+from echonats.gateway.wire import FrameSink, text_frame
+from echonats.model import Message
+
+
+class StompConnection(Connection):
+    """A hub connection that renders messages as STOMP MESSAGE frames for its subscription ids."""
+
+    def __init__(
+        self,
+        caller: Caller,
+        send: Send,
+        *,
+        sink: FrameSink,
+        coalescer: WriteCoalescer,
+        max_queue: int,
+        close_timeout_s: float = 5.0,
+    ) -> None:
+        super().__init__(
+            caller, send, sink=sink, coalescer=coalescer, max_queue=max_queue, close_timeout_s=close_timeout_s
+        )
+        # Channel -> escaped subscription ids; one hub subscription per channel serves them all.
+        self.channel_subscriptions: dict[uuid.UUID, list[str]] = {}
+
+    def send_message(self, message: Message, shared: SharedFrames) -> None:
+        # The part after the subscription header is the same for every STOMP socket: render it once.
+        tail = shared.get("stomp")
+        if tail is None:
+            tail = shared["stomp"] = sf.channel_message_tail(message).encode()
+        for subscription in self.channel_subscriptions.get(message.channel_id, ()):
+            self.offer_frame(text_frame(sf.message_frame_bytes(subscription, tail)))
+
+    # STOMP clients get no typing, presence or subscription-state frames (no destination for them;
+    # SUBSCRIBE is confirmed by RECEIPT; no `since`, so no resync), so these hooks do nothing.
+    def send_typing(
+        self, channel_id: uuid.UUID, user_id: str, display_name: str, shared: SharedFrames
+    ) -> None: ...
+
+    def send_presence(self, user_id: str, status: str, shared: SharedFrames) -> None: ...
+
+    def send_subscribed(self, channel_id: uuid.UUID) -> None: ...
+
+    # STOMP has no server-initiated unsubscribe: after a revocation the subscription just stops.
+    def send_unsubscribed(self, channel_id: uuid.UUID) -> None: ...
+
+    def send_resync_required(self, channel_id: uuid.UUID) -> None: ...
+
+    def _token_expired(self) -> None:
+        # STOMP has no re-authentication: say why before the close (written now if the socket
+        # takes data; a socket too backed up to take it still gets close 4001).
+        self.offer(sf.error_frame("token has expired", code="unauthenticated"))
+        self.write_pending()
+        super()._token_expired()
