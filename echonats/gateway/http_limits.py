@@ -63,14 +63,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     :func:`bounded_http_protocol`)."""
 
     limits: HttpLimits
+    body_cycle_class: type[BodyDeadlineCycle]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._awaiting_headers = True  # between a request's first byte (or the connection) and its headers
-        self._header_bytes = 0  # raw bytes read since the request began, while its headers are unfinished
-        self._parsed_header_bytes = 0  # size of the request line and headers parsed so far
+        # Per request, only attribute updates happen here (no timer per request, no per-header
+        # callback): one deadline timer per connection is re-armed only when it fires mid-request.
+        self._awaiting_headers = True  # the current request's headers are not complete yet
+        self._request_started = False  # ... and it has begun (first byte, or the connection opened)
+        self._request_started_at = 0.0
+        self._header_bytes = 0  # raw bytes read for the current request while its headers were pending
         self._header_deadline: asyncio.TimerHandle | None = None
-        self._expects_body = False
         self._rejected = False
 
     # -- asyncio.Protocol ----------------------------------------------------------------------------
@@ -78,10 +81,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # A connection that never sends a byte holds a descriptor just like a slow request does.
-        self._arm_header_deadline()
+        self._start_request_clock()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_deadline()
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -89,11 +94,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return  # answered and closing: read nothing more
         counting = self._awaiting_headers
         if counting:
+            if not self._request_started:
+                self._start_request_clock()
             # Counts a whole read even if it also holds body bytes; that only matters when the headers
             # are still unfinished after it, and then the read was all header bytes anyway.
             self._header_bytes += len(data)
-            if self._header_deadline is None:
-                self._arm_header_deadline()
         super().data_received(data)
         if (
             counting
@@ -105,37 +110,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- httptools parser callbacks (ignored once the connection is rejected) -----------------------
 
-    def on_message_begin(self) -> None:
-        if not self._rejected:
-            self._parsed_header_bytes = 16  # method, spaces, "HTTP/1.1\r\n" and the final CRLF, about
-            super().on_message_begin()
-
-    def on_url(self, url: bytes) -> None:
-        if not self._rejected:
-            self._parsed_header_bytes += len(url)
-            super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._rejected:
-            self._parsed_header_bytes += len(name) + len(value) + 4  # ": " and CRLF
-            super().on_header(name, value)
-            if self.headers[-1][0] in (b"content-length", b"transfer-encoding"):
-                self._expects_body = True
-
     def on_headers_complete(self) -> None:
         if self._rejected:
             return
         self._awaiting_headers = False
-        self._cancel_header_deadline()
-        if self._parsed_header_bytes > self.limits.max_header_bytes:
-            # Complete, but too large (it came in one read, so the check in data_received missed it).
+        # The raw count vouches for small headers; it says nothing when the headers came in one large
+        # read with a body, or began inside a read that ended the previous (pipelined) request.
+        raw = self._header_bytes
+        if (raw == 0 or raw > self.limits.max_header_bytes) and self._parsed_header_bytes() > (
+            self.limits.max_header_bytes
+        ):
             self._reject(HEADERS_TOO_LARGE, "header too large")
             return
         previous = self.cycle
         super().on_headers_complete()
-        if self._expects_body and self.cycle is not previous:
+        if self.cycle is not previous:
             self._bound_body_reads(self.cycle)
-        self._expects_body = False
 
     def on_body(self, body: bytes) -> None:
         if not self._rejected:
@@ -145,9 +135,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._rejected:
             return
         super().on_message_complete()
-        # The next byte starts a new request; its deadline is armed when it arrives (until then the
-        # connection is idle and uvicorn's keep-alive timeout applies).
+        # The next byte starts a new request and its clock (until then the connection is idle and
+        # uvicorn's keep-alive timeout applies).
         self._awaiting_headers = True
+        self._request_started = False
         self._header_bytes = 0
 
     def handle_websocket_upgrade(self) -> None:
@@ -156,24 +147,32 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- limits --------------------------------------------------------------------------------------
 
-    def _arm_header_deadline(self) -> None:
-        self._header_deadline = self.loop.call_later(self.limits.header_timeout_s, self._header_timed_out)
+    def _parsed_header_bytes(self) -> int:
+        # request line ("GET ", url, " HTTP/1.1\r\n"), each "name: value\r\n", the final CRLF
+        return 16 + len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
-    def _cancel_header_deadline(self) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-            self._header_deadline = None
+    def _start_request_clock(self) -> None:
+        self._request_started = True
+        self._request_started_at = self.loop.time()
+        if self._header_deadline is None:
+            self._header_deadline = self.loop.call_at(
+                self._request_started_at + self.limits.header_timeout_s, self._check_header_deadline
+            )
 
-    def _header_timed_out(self) -> None:
+    def _check_header_deadline(self) -> None:
         self._header_deadline = None
-        if self._awaiting_headers and not self.transport.is_closing():
+        if not (self._awaiting_headers and self._request_started) or self.transport.is_closing():
+            return  # between requests, or busy with one: the next request's first byte re-arms
+        deadline = self._request_started_at + self.limits.header_timeout_s
+        if self.loop.time() < deadline:  # a later request than the one this timer was armed for
+            self._header_deadline = self.loop.call_at(deadline, self._check_header_deadline)
+        else:
             self._reject(HEADERS_TIMEOUT, "header timeout")
 
     def _reject(self, response: bytes, reason: str) -> None:
         """Answer ``response`` and close, or, while an earlier pipelined response is still being sent,
         stop reading and close once it is done (a status line now would corrupt that response)."""
         self._rejected = True
-        self._cancel_header_deadline()
         if self.transport.is_closing():
             return  # uvicorn already answered (e.g. 400 for a malformed request)
         dropped_requests.note(reason)
@@ -182,61 +181,66 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             cycle.keep_alive = False
             self.transport.pause_reading()
             return
-        self._answer_and_close(response)
-
-    def _answer_and_close(self, response: bytes) -> None:
-        """Write ``response``, then close gracefully: closing a socket that still has unread input makes
-        the kernel send a reset, which can destroy the response before the client reads it (a client
-        still sending its huge header would never see the 431). So, like nginx's lingering close,
-        half-close after the response and close ``LINGER_S`` later; reading stops meanwhile, so a client
-        still sending only fills kernel buffers (it is blocked, not served) until the reset."""
-        self._rejected = True
-        self.transport.write(response)
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-            self.transport.pause_reading()
-            self.loop.call_later(LINGER_S, self.transport.close)
-        else:
-            self.transport.close()
+        linger_close(self.transport, response)
 
     def _bound_body_reads(self, cycle: RequestResponseCycle) -> None:
-        """Give the app's waits for this request's body one deadline, from the first wait on; the
-        request bodies the gateway takes are small (64 KiB at most), so a total deadline is fair and
-        also stops a client trickling a byte at a time."""
-        receive = cycle.receive
-        loop = self.loop
-        timeout_s = self.limits.body_timeout_s
-        deadline: float | None = None
+        # uvicorn builds the cycle itself; giving it the subclass's ``receive`` this way (same layout,
+        # no closure) keeps the cost per request to an assignment and makes no reference cycle.
+        cycle.__class__ = self.body_cycle_class
 
-        async def receive_within_deadline() -> Any:
-            nonlocal deadline
-            if not cycle.more_body or cycle.body or cycle.disconnected or cycle.response_complete:
-                return await receive()  # nothing to wait for
-            if deadline is None:
-                deadline = loop.time() + timeout_s
-            timer = loop.call_at(deadline, self._body_timed_out, cycle)
-            try:
-                return await receive()
-            finally:
-                timer.cancel()
 
-        # The ASGI task has been created but not started: it looks ``receive`` up when it runs.
-        cycle.receive = receive_within_deadline  # type: ignore[method-assign]
+class BodyDeadlineCycle(RequestResponseCycle):
+    """A request whose app, once it waits for the body, gets all of it within ``body_timeout_s``, or
+    408 and a closed connection (its pending ``receive`` then returns ``http.disconnect``). The
+    request bodies the gateway takes are small (64 KiB at most), so one total deadline is fair, and it
+    also stops a client trickling a byte at a time."""
 
-    def _body_timed_out(self, cycle: RequestResponseCycle) -> None:
-        if cycle.disconnected or cycle.response_complete or not cycle.more_body:
+    body_timeout_s: float
+    _body_deadline: float | None = None
+
+    async def receive(self) -> Any:
+        if not self.more_body or self.body or self.disconnected or self.response_complete:
+            return await super().receive()  # nothing to wait for
+        loop = asyncio.get_running_loop()
+        if self._body_deadline is None:
+            self._body_deadline = loop.time() + self.body_timeout_s
+        timer = loop.call_at(self._body_deadline, self._body_timed_out)
+        try:
+            return await super().receive()
+        finally:
+            timer.cancel()
+
+    def _body_timed_out(self) -> None:
+        if self.disconnected or self.response_complete or not self.more_body:
             return
         dropped_requests.note("body timeout")
         # The app's pending receive now returns http.disconnect and its later sends are dropped.
-        cycle.disconnected = True
-        cycle.message_event.set()
-        if cycle.response_started:
-            self._rejected = True
+        self.disconnected = True
+        self.message_event.set()
+        if self.response_started or not self.transport.can_write_eof():
             self.transport.close()
         else:
-            self._answer_and_close(BODY_TIMEOUT)
+            linger_close(self.transport, BODY_TIMEOUT)
+
+
+def linger_close(transport: asyncio.Transport, response: bytes) -> None:
+    """Write ``response``, then close gracefully: closing a socket that still has unread input makes
+    the kernel send a reset, which can destroy the response before the client reads it (a client
+    still sending its huge header would never see the 431). So, like nginx's lingering close,
+    half-close after the response and close ``LINGER_S`` later; reading stops meanwhile, so a client
+    still sending only fills kernel buffers (it is blocked, not served) until the reset."""
+    transport.write(response)
+    if transport.can_write_eof():
+        transport.write_eof()
+        transport.pause_reading()
+        asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+    else:
+        transport.close()
 
 
 def bounded_http_protocol(limits: HttpLimits) -> type[asyncio.Protocol]:
     """The protocol class to pass as ``uvicorn.Config(http=...)``; uvicorn instantiates it per connection."""
-    return type("GatewayHttpProtocol", (BoundedHttpToolsProtocol,), {"limits": limits})
+    cycle = type("GatewayRequestCycle", (BodyDeadlineCycle,), {"body_timeout_s": limits.body_timeout_s})
+    return type(
+        "GatewayHttpProtocol", (BoundedHttpToolsProtocol,), {"limits": limits, "body_cycle_class": cycle}
+    )

@@ -40,11 +40,11 @@ def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     access = logging.getLogger("uvicorn.access")
-    access_disabled = access.disabled
+    access_disabled, access_propagate = access.disabled, access.propagate
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-    access.disabled = access_disabled
+    access.disabled, access.propagate = access_disabled, access_propagate
 
 
 LOGGERS = ["uvicorn.error", "uvicorn.access", "litestar", "echonats.gateway.ws", "root"]
@@ -54,7 +54,8 @@ LOGGERS = ["uvicorn.error", "uvicorn.access", "litestar", "echonats.gateway.ws",
 @pytest.mark.parametrize("log_format", ["json", "text"])
 def test_no_handler_output_carries_a_token(log_format: str, capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(LogSettings(level="DEBUG", format=log_format))
-    logging.getLogger("uvicorn.access").disabled = False  # off by default; redacted if switched on
+    access = logging.getLogger("uvicorn.access")  # off by default; redacted if switched on
+    access.disabled, access.propagate = False, True  # (uvicorn.Config(access_log=False) unhooks it)
     for name in LOGGERS:
         logger = logging.getLogger(None if name == "root" else name)
         # uvicorn's own calls: the path with its query string as an argument
