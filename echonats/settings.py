@@ -137,6 +137,33 @@ class GatewaySettings:
             "ECHONATS_READY_TIMEOUT", "Seconds each dependency probe of /ready may take.", minimum=0.05
         ),
     )
+    http_max_header_bytes: int = field(
+        default=32768,
+        metadata=_env(
+            "ECHONATS_HTTP_MAX_HEADER_BYTES",
+            "Largest request line + headers, bytes, WebSocket upgrades included (bigger: 431 and close).",
+            minimum=1024,
+            maximum=1_048_576,
+        ),
+    )
+    http_header_timeout_s: float = field(
+        default=10.0,
+        metadata=_env(
+            "ECHONATS_HTTP_HEADER_TIMEOUT",
+            "Seconds from a connection's or request's start to its complete headers (then 408 and close).",
+            minimum=0.1,
+            maximum=300.0,
+        ),
+    )
+    http_body_timeout_s: float = field(
+        default=30.0,
+        metadata=_env(
+            "ECHONATS_HTTP_BODY_TIMEOUT",
+            "Seconds a request body may take to arrive once the gateway reads it (then 408 and close).",
+            minimum=0.1,
+            maximum=300.0,
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import uvicorn
 from litestar.types import ASGIApp
 
 from echonats.errors import ConfigError
+from echonats.gateway.http_limits import HttpLimits, bounded_http_protocol
 from echonats.gateway.wire import capture_transport
 from echonats.settings import Settings
 
@@ -24,6 +25,14 @@ def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         capture_transport(app),
         host=settings.gateway.host,
         port=settings.gateway.port,
+        # httptools (uvicorn's fast parser) plus header size/time and body time limits.
+        http=bounded_http_protocol(
+            HttpLimits(
+                max_header_bytes=settings.gateway.http_max_header_bytes,
+                header_timeout_s=settings.gateway.http_header_timeout_s,
+                body_timeout_s=settings.gateway.http_body_timeout_s,
+            )
+        ),
         # Per-message deflate compresses every frame once per socket: it would defeat encode-once fanout.
         ws_per_message_deflate=False,
         ws_max_size=settings.realtime.max_frame_bytes,  # larger frames: close 1009

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -25,7 +26,10 @@ from echonats.stack import free_port
 async def serve_gateway(settings: Settings) -> AsyncIterator[str]:
     """A real uvicorn gateway in this event loop on a free port; yields its ws:// base URL."""
     port = free_port()
-    gateway = with_overrides(settings, gateway=type(settings.gateway)(host="127.0.0.1", port=port))
+    # Keeps the other gateway settings (limits, timeouts) a test may have set.
+    gateway = with_overrides(
+        settings, gateway=dataclasses.replace(settings.gateway, host="127.0.0.1", port=port)
+    )
     server = uvicorn.Server(uvicorn_config(create_gateway_app(gateway), gateway))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     sock = listening_socket(gateway)
