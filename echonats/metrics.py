@@ -37,6 +37,22 @@ consumer_ack_pending = Gauge(
     "echonats_jetstream_consumer_ack_pending", "Messages delivered but not yet acknowledged", ["consumer"]
 )
 
+# Fanout (gateway). These four keep the echostream_ names they were first published under (dashboards
+# may use them); every other metric is echonats_.
+ws_connections = Gauge("echostream_websocket_connections", "Open WebSocket connections")
+broadcast_total = Counter("echostream_websocket_messages_broadcast_total", "Frames offered to local sockets")
+fanout_processed = Counter(
+    "echostream_fanout_messages_processed_total", "Messages fanned out by this gateway"
+)
+fanout_seconds = Histogram(
+    "echostream_fanout_processing_time_seconds",
+    "Time to fan one message out to local sockets",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+gaps_repaired = Counter(
+    "echonats_fanout_gaps_repaired_total", "Messages read back from the stream after a gap"
+)
+
 
 def record_send(transport: str, started: float) -> None:
     """One acknowledged send (REST, WebSocket or STOMP): count it and its send -> ack time."""

@@ -8,25 +8,18 @@ they cannot drift apart. Nothing is read at import time: call :func:`load_settin
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
 
+from echonats.envconfig import Variable, env, group_from_env, groups, variables_of
 from echonats.errors import ConfigError
-
-
-def _env(name: str, help_text: str, **extra: Any) -> dict[str, Any]:
-    return {"env": name, "help": help_text, **extra}
 
 
 @dataclass(frozen=True, slots=True)
 class NatsSettings:
     url: str | None = field(
         default=None,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_NATS_URL",
             "NATS server URL(s), comma separated. Unset: `echonats run` starts a private nats-server.",
             schemes=("nats", "tls", "ws", "wss"),
@@ -34,7 +27,7 @@ class NatsSettings:
     )
     stream_replicas: int = field(
         default=1,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_NATS_STREAM_REPLICAS",
             "JetStream replicas for echonats streams (3 on a cluster).",
             minimum=1,
@@ -43,7 +36,7 @@ class NatsSettings:
     )
     connect_timeout_s: float = field(
         default=5.0,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_NATS_CONNECT_TIMEOUT", "Seconds to wait for the first NATS connection.", minimum=0.1
         ),
     )
@@ -53,17 +46,17 @@ class NatsSettings:
 class PostgresSettings:
     url: str | None = field(
         default=None,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_DATABASE_URL",
             "PostgreSQL URL. Unset: `echonats run` starts a private PostgreSQL.",
             schemes=("postgres", "postgresql"),
         ),
     )
     pool_min: int = field(
-        default=1, metadata=_env("ECHONATS_DATABASE_POOL_MIN", "Minimum pooled connections.", minimum=0)
+        default=1, metadata=env("ECHONATS_DATABASE_POOL_MIN", "Minimum pooled connections.", minimum=0)
     )
     pool_max: int = field(
-        default=10, metadata=_env("ECHONATS_DATABASE_POOL_MAX", "Maximum pooled connections.", minimum=1)
+        default=10, metadata=env("ECHONATS_DATABASE_POOL_MAX", "Maximum pooled connections.", minimum=1)
     )
 
 
@@ -71,7 +64,7 @@ class PostgresSettings:
 class RedisSettings:
     url: str | None = field(
         default=None,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_REDIS_URL",
             "Redis/Valkey URL. Unset: `echonats run` starts a private Valkey.",
             schemes=("redis", "rediss", "unix"),
@@ -83,7 +76,7 @@ class RedisSettings:
 class AuthSettings:
     jwt_secret: str | None = field(
         default=None,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_JWT_SECRET",
             "HS256 secret for development tokens (at least 32 bytes).",
             secret=True,
@@ -92,30 +85,30 @@ class AuthSettings:
     )
     jwks_url: str | None = field(
         default=None,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_JWT_JWKS_URL",
             "OIDC issuer JWKS URL; enables RS256/ES256 and disables HS256.",
             schemes=("http", "https"),
         ),
     )
     issuer: str | None = field(
-        default=None, metadata=_env("ECHONATS_JWT_ISSUER", "Required `iss` claim, when set.")
+        default=None, metadata=env("ECHONATS_JWT_ISSUER", "Required `iss` claim, when set.")
     )
     audience: str | None = field(
-        default=None, metadata=_env("ECHONATS_JWT_AUDIENCE", "Required `aud` claim, when set.")
+        default=None, metadata=env("ECHONATS_JWT_AUDIENCE", "Required `aud` claim, when set.")
     )
     tenant_claim: str = field(
-        default="tenant_id", metadata=_env("ECHONATS_JWT_TENANT_CLAIM", "Claim that holds the tenant id.")
+        default="tenant_id", metadata=env("ECHONATS_JWT_TENANT_CLAIM", "Claim that holds the tenant id.")
     )
     roles_claim: str = field(
         default="realm_access.roles",
-        metadata=_env(
+        metadata=env(
             "ECHONATS_JWT_ROLES_CLAIM", "Dotted path of the roles list (Keycloak: realm_access.roles)."
         ),
     )
     admin_token: str | None = field(
         default=None,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_ADMIN_TOKEN",
             "Static bearer token for /api/v1/admin routes (platform admin).",
             secret=True,
@@ -126,20 +119,20 @@ class AuthSettings:
 
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
-    host: str = field(default="127.0.0.1", metadata=_env("ECHONATS_GATEWAY_HOST", "Gateway bind address."))
+    host: str = field(default="127.0.0.1", metadata=env("ECHONATS_GATEWAY_HOST", "Gateway bind address."))
     port: int = field(
         default=8080,
-        metadata=_env("ECHONATS_GATEWAY_PORT", "Gateway HTTP/WebSocket port.", minimum=1, maximum=65535),
+        metadata=env("ECHONATS_GATEWAY_PORT", "Gateway HTTP/WebSocket port.", minimum=1, maximum=65535),
     )
     ready_timeout_s: float = field(
         default=2.0,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_READY_TIMEOUT", "Seconds each dependency probe of /ready may take.", minimum=0.05
         ),
     )
     http_max_header_bytes: int = field(
         default=32768,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_HTTP_MAX_HEADER_BYTES",
             "Largest request line + headers, bytes, WebSocket upgrades included (bigger: 431 and close).",
             minimum=1024,
@@ -148,7 +141,7 @@ class GatewaySettings:
     )
     http_header_timeout_s: float = field(
         default=10.0,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_HTTP_HEADER_TIMEOUT",
             "Seconds from a connection's or request's start to its complete headers (then 408 and close).",
             minimum=0.1,
@@ -157,7 +150,7 @@ class GatewaySettings:
     )
     http_body_timeout_s: float = field(
         default=30.0,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_HTTP_BODY_TIMEOUT",
             "Seconds a request body may take to arrive once the gateway reads it (then 408 and close).",
             minimum=0.1,
@@ -170,7 +163,7 @@ class GatewaySettings:
 class RealtimeSettings:
     send_queue: int = field(
         default=1024,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_WS_SEND_QUEUE",
             "Frames queued per WebSocket before it counts as a slow consumer.",
             minimum=16,
@@ -179,7 +172,7 @@ class RealtimeSettings:
     )
     max_frame_bytes: int = field(
         default=65536,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_WS_MAX_FRAME",
             "Largest inbound WebSocket frame (bigger: close 1009).",
             minimum=1024,
@@ -188,7 +181,7 @@ class RealtimeSettings:
     )
     socket_send_buffer: int = field(
         default=131072,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_WS_SOCKET_SNDBUF",
             "Kernel send buffer per client socket, bytes (0: autotuning, up to MBs per slow client).",
             minimum=0,
@@ -197,7 +190,7 @@ class RealtimeSettings:
     )
     replay_limit: int = field(
         default=5000,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_WS_REPLAY_LIMIT",
             "Most messages replayed for `since`; more: resync_required.",
             minimum=1,
@@ -206,34 +199,34 @@ class RealtimeSettings:
     )
     rate_user_per_second: float = field(
         default=10.0,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_RATE_USER_PER_SECOND", "Messages per second per user (sustained).", minimum=0.01
         ),
     )
     rate_user_burst: int = field(
-        default=20, metadata=_env("ECHONATS_RATE_USER_BURST", "Messages a user may send at once.", minimum=1)
+        default=20, metadata=env("ECHONATS_RATE_USER_BURST", "Messages a user may send at once.", minimum=1)
     )
     presence_ttl_s: float = field(
         default=30.0,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_PRESENCE_TTL", "Seconds a connection stays online without a heartbeat.", minimum=1.0
         ),
     )
     presence_heartbeat_s: float = field(
         default=10.0,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_PRESENCE_HEARTBEAT", "Seconds between a gateway's presence heartbeats.", minimum=0.1
         ),
     )
     presence_idle_after_s: float = field(
         default=300.0,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_PRESENCE_IDLE_AFTER", "Seconds without client activity before `idle`.", minimum=1.0
         ),
     )
     typing_interval_s: float = field(
         default=3.0,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_TYPING_INTERVAL",
             "At most one typing indicator per user and channel per this.",
             minimum=0.0,
@@ -241,7 +234,7 @@ class RealtimeSettings:
     )
     close_timeout_s: float = field(
         default=5.0,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_WS_CLOSE_TIMEOUT",
             "Seconds a WebSocket close may take (e.g. a client that stops reading) before the TCP "
             "connection is dropped.",
@@ -251,7 +244,7 @@ class RealtimeSettings:
     )
     max_sockets_per_user: int = field(
         default=100,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_WS_MAX_SOCKETS_PER_USER",
             "Open WebSockets (`/ws` and STOMP) per user and tenant on one gateway process; more: "
             "close 4029 (0: no limit).",
@@ -260,7 +253,7 @@ class RealtimeSettings:
     )
     handshakes_per_ip_per_second: float = field(
         default=20.0,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_WS_HANDSHAKES_PER_IP_PER_SECOND",
             "WebSocket upgrades per client IP (IPv6: per /64) per second, checked before the token; "
             "more: HTTP 429 (0: no limit).",
@@ -269,7 +262,7 @@ class RealtimeSettings:
     )
     handshakes_per_ip_burst: int = field(
         default=100,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_WS_HANDSHAKES_PER_IP_BURST",
             "WebSocket upgrades a client IP may make at once.",
             minimum=1,
@@ -281,7 +274,7 @@ class RealtimeSettings:
 class WorkerSettings:
     metrics_port: int = field(
         default=9101,
-        metadata=_env(
+        metadata=env(
             "ECHONATS_WORKER_METRICS_PORT",
             "Worker Prometheus metrics port (0: disabled).",
             minimum=0,
@@ -294,11 +287,11 @@ class WorkerSettings:
 class LogSettings:
     level: str = field(
         default="INFO",
-        metadata=_env("ECHONATS_LOG_LEVEL", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+        metadata=env("ECHONATS_LOG_LEVEL", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
     )
     format: str = field(
         default="json",
-        metadata=_env(
+        metadata=env(
             "ECHONATS_LOG_FORMAT", "`json` (one object per line) or `text`.", choices=("json", "text")
         ),
     )
@@ -330,127 +323,19 @@ class Settings:
         return present[0], present[1], present[2]
 
 
-@dataclass(frozen=True, slots=True)
-class Variable:
-    """One documented environment variable, as shown in `echonats config` and README."""
-
-    name: str
-    group: str
-    attribute: str
-    type_name: str
-    default: object
-    help: str
-
-
-def _field_type(owner: type, f: dataclasses.Field[Any]) -> tuple[type, bool]:
-    hints = typing.get_type_hints(owner)
-    hint = hints[f.name]
-    optional = False
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        optional = True
-        hint = args[0]
-    return hint, optional
-
-
-def _groups() -> Iterator[tuple[str, type]]:
-    for f in dataclasses.fields(Settings):
-        yield f.name, typing.get_type_hints(Settings)[f.name]
-
-
 def variables() -> list[Variable]:
-    out: list[Variable] = []
-    for group, cls in _groups():
-        for f in dataclasses.fields(cls):
-            hint, optional = _field_type(cls, f)
-            out.append(
-                Variable(
-                    name=f.metadata["env"],
-                    group=group,
-                    attribute=f.name,
-                    type_name=hint.__name__ + (" (optional)" if optional else ""),
-                    default=f.default,
-                    help=f.metadata["help"],
-                )
-            )
-    return out
-
-
-def _parse_value(raw: str, hint: type, meta: Mapping[str, Any]) -> object:
-    name = meta["env"]
-    parser: Callable[[str], object]
-    if hint is int:
-        parser = int
-    elif hint is float:
-        parser = float
-    elif hint is bool:
-        lowered = raw.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{name}: expected a boolean (true/false), got {raw!r}")
-    else:
-        parser = str
-    try:
-        value = parser(raw.strip())
-    except ValueError:
-        raise ConfigError(
-            f"{name}: expected {'an integer' if hint is int else 'a number'}, got {raw!r}"
-        ) from None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        low, high = meta.get("minimum"), meta.get("maximum")
-        if low is not None and value < low:
-            raise ConfigError(f"{name}: must be >= {low}, got {raw!r}")
-        if high is not None and value > high:
-            raise ConfigError(f"{name}: must be <= {high}, got {raw!r}")
-    if isinstance(value, str):
-        _check_string(name, value, meta)
-    return value
-
-
-def _check_string(name: str, value: str, meta: Mapping[str, Any]) -> None:
-    choices = meta.get("choices")
-    if choices and value not in choices:
-        raise ConfigError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
-    min_length = meta.get("min_length")
-    if min_length and len(value) < min_length:
-        raise ConfigError(f"{name}: must be at least {min_length} characters long")
-    schemes = meta.get("schemes")
-    if schemes:
-        for part in value.split(","):
-            parsed = urlsplit(part.strip())
-            if parsed.scheme not in schemes or not (parsed.hostname or parsed.path):
-                raise ConfigError(
-                    f"{name}: expected a URL with scheme {'/'.join(schemes)}, got {_redact(part.strip())!r}"
-                )
-
-
-def _redact(url: str) -> str:
-    parsed = urlsplit(url)
-    if parsed.password:
-        return url.replace(parsed.password, "***")
-    return url
+    """Every configuration variable, in declaration order."""
+    return variables_of(Settings)
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping; raise ConfigError naming the first bad variable."""
-    unknown = sorted(
-        key for key in environ if key.startswith("ECHONATS_") and key not in {v.name for v in variables()}
-    )
+    known = {v.name for v in variables()}
+    unknown = sorted(key for key in environ if key.startswith("ECHONATS_") and key not in known)
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown variable (see `echonats config` for the list)")
-    groups: dict[str, object] = {}
-    for group, cls in _groups():
-        kwargs: dict[str, object] = {}
-        for f in dataclasses.fields(cls):
-            raw = environ.get(f.metadata["env"])
-            if raw is None or raw == "":
-                continue
-            hint, _ = _field_type(cls, f)
-            kwargs[f.name] = _parse_value(raw, hint, f.metadata)
-        groups[group] = cls(**kwargs)
-    settings = Settings(**groups)  # type: ignore[arg-type]
+    values = {group: group_from_env(cls, environ) for group, cls in groups(Settings)}
+    settings = Settings(**values)  # type: ignore[arg-type]
     _check_cross_field(settings)
     return settings
 
@@ -462,6 +347,6 @@ def _check_cross_field(settings: Settings) -> None:
         raise ConfigError("ECHONATS_PRESENCE_HEARTBEAT: must be shorter than ECHONATS_PRESENCE_TTL")
 
 
-def with_overrides(settings: Settings, **groups: object) -> Settings:
+def with_overrides(settings: Settings, **replaced: object) -> Settings:
     """A copy of settings with whole groups replaced (used by the launcher and tests)."""
-    return dataclasses.replace(settings, **groups)  # type: ignore[arg-type]
+    return dataclasses.replace(settings, **replaced)  # type: ignore[arg-type]

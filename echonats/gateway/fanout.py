@@ -20,8 +20,8 @@ import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from prometheus_client import Counter, Gauge, Histogram
 
+from echonats import metrics
 from echonats.adapters import subjects
 from echonats.adapters.jetstream import NATS_ERRORS, JetStreamMessageLog
 from echonats.adapters.records import message_decoder, typing_decoder
@@ -32,20 +32,6 @@ from echonats.model import Message
 from echonats.workers.presence import presence_decoder
 
 log = logging.getLogger(__name__)
-
-ws_connections = Gauge("echostream_websocket_connections", "Open WebSocket connections")
-broadcast_total = Counter("echostream_websocket_messages_broadcast_total", "Frames offered to local sockets")
-fanout_processed = Counter(
-    "echostream_fanout_messages_processed_total", "Messages fanned out by this gateway"
-)
-fanout_seconds = Histogram(
-    "echostream_fanout_processing_time_seconds",
-    "Time to fan one message out to local sockets",
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
-)
-gaps_repaired = Counter(
-    "echonats_fanout_gaps_repaired_total", "Messages read back from the stream after a gap"
-)
 
 ChannelKey = tuple[uuid.UUID, uuid.UUID]
 
@@ -99,7 +85,7 @@ class Hub:
 
     # -- connections ---------------------------------------------------------------------------------
     async def attach(self, conn: Connection) -> None:
-        ws_connections.inc()
+        metrics.ws_connections.inc()
         tenant = self._tenants.get(conn.tenant_id)
         if tenant is None:
             tenant = self._tenants[conn.tenant_id] = _Tenant()
@@ -109,7 +95,7 @@ class Hub:
         tenant.sockets.add(conn)
 
     async def detach(self, conn: Connection) -> None:
-        ws_connections.dec()
+        metrics.ws_connections.dec()
         for channel_id in list(conn.channels):
             await self.unsubscribe(conn, channel_id)
         tenant = self._tenants.get(conn.tenant_id)
@@ -350,8 +336,8 @@ class Hub:
             if previous > channel.last_id:
                 await self._repair_gap(channel, channel.last_id + 1, message_id)
         self._deliver(channel, message)
-        fanout_processed.inc()
-        fanout_seconds.observe(time.perf_counter() - started)
+        metrics.fanout_processed.inc()
+        metrics.fanout_seconds.observe(time.perf_counter() - started)
 
     async def _repair_gap(self, channel: _Channel, start: int, stop: int | None) -> None:
         try:
@@ -364,7 +350,7 @@ class Hub:
         for message in missed:
             # Live delivery may have moved on while we read: never deliver anything twice.
             if (stop is None or message.id < stop) and message.id > (channel.last_id or 0):
-                gaps_repaired.inc()
+                metrics.gaps_repaired.inc()
                 self._deliver(channel, message)
 
     def _deliver(self, channel: _Channel, message: Message) -> None:
@@ -377,7 +363,7 @@ class Hub:
                 waiting.buffer.append(message)
             else:
                 waiting.overflowed = True
-        broadcast_total.inc(len(channel.sockets))
+        metrics.broadcast_total.inc(len(channel.sockets))
 
     def _on_typing(self, channel: _Channel, msg: Msg) -> None:
         try:
