@@ -55,7 +55,7 @@ def child_main(role: str, conn: Connection, spec: Any, counter: Synchronized[int
     """Entry point of a spawned child (must stay importable at module level)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     faulthandler.register(signal.SIGUSR1)
-    from echonats.stack import set_parent_death_signal
+    from echonats.devstack.stack import set_parent_death_signal
 
     set_parent_death_signal()
     raise_fd_limit()

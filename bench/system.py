@@ -22,8 +22,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from echonats.adapters.migrations import apply_migrations
-from echonats.stack import LocalStack, free_port, set_parent_death_signal
+from echonats.adapters.postgres.migrations import apply_migrations
+from echonats.devstack.stack import LocalStack, free_port, set_parent_death_signal
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0

@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from echonats.errors import ConfigError, EchonatsError
+from echonats.model.errors import ConfigError, EchonatsError
 from echonats.settings import Settings, load_settings, variables
 
 EXIT_CONFIG = 2
@@ -69,24 +69,24 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _token(args, settings)
     configure_logging(settings.log)
     if command == "migrate":
-        from echonats.adapters.migrations import apply_migrations
+        from echonats.adapters.postgres.migrations import apply_migrations
 
         _, database_url, _ = settings.require_service_urls()
         applied = asyncio.run(apply_migrations(database_url))
         print(f"applied migrations: {applied or 'none pending'}")
         return 0
     if command == "gateway":
-        from echonats.gateway.server import serve_gateway
+        from echonats.bootstrap.gateway import serve_gateway
 
         return serve_gateway(settings)
     if command == "worker":
-        from echonats.workers.main import run_worker
+        from echonats.bootstrap.worker import run_worker
 
         return run_worker(settings)
     if command == "stack":
         return _stack_up()
     if command == "run":
-        from echonats.supervisor import run_all
+        from echonats.devstack.supervisor import run_all
 
         if args.gateways < 1:
             raise ConfigError("--gateways: must be at least 1")
@@ -115,7 +115,7 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _stack_up() -> int:
-    from echonats.stack import LocalStack
+    from echonats.devstack.stack import LocalStack
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a closed terminal too: clean up

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from echonats.errors import ConfigError
+from echonats.model.errors import ConfigError
 
 
 def env(name: str, help_text: str, **checks: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from echonats.envconfig import Variable, env, group_from_env, groups, variables_of
-from echonats.errors import ConfigError
+from echonats.model.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from nats.aio.client import Client as NatsClient
 from redis.exceptions import RedisError
 
-from echonats.errors import Unavailable
+from echonats.model.errors import Unavailable
 from echonats.settings import Settings
 
 log = logging.getLogger(__name__)

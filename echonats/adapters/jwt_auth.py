@@ -18,8 +18,8 @@ from jwt.exceptions import InvalidSubjectError, PyJWTError
 from jwt.types import Options
 
 from echonats import model
-from echonats.errors import ConfigError, Unauthenticated, ValidationFailed
 from echonats.model import MAX_DISPLAY_NAME_CHARS, Principal
+from echonats.model.errors import ConfigError, Unauthenticated, ValidationFailed
 from echonats.settings import AuthSettings
 
 # Used only by `echonats run` on a local stack and by `echonats token` when no secret is set, so

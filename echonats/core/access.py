@@ -20,10 +20,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
-from echonats.core.base import Caller
+from echonats.core.caller import Caller
 from echonats.core.ports import Store
-from echonats.errors import NotFound, Unavailable
 from echonats.model import Channel, Member, Tenant
+from echonats.model.errors import NotFound, Unavailable
 
 T = TypeVar("T")
 

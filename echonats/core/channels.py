@@ -14,10 +14,11 @@ from dataclasses import replace
 from echonats import model
 from echonats.core import events as ev
 from echonats.core.access import ChannelAccess
-from echonats.core.base import Caller, EventSink
+from echonats.core.caller import Caller
+from echonats.core.event_sink import EventSink
 from echonats.core.ports import Clock, MessageLog, Store, Transaction
-from echonats.errors import Conflict, Forbidden, LimitExceeded, NotFound
 from echonats.model import Channel, ChannelMember, Role
+from echonats.model.errors import Conflict, Forbidden, LimitExceeded, NotFound
 
 
 class ChannelService:

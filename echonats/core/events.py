@@ -17,18 +17,6 @@ MEMBER_LEFT = "member.left"  # EchoPulse: user.leave-server
 MEMBER_ROLE_CHANGED = "member.role_changed"
 TENANT_LIMITS_UPDATED = "tenant.limits_updated"
 
-ALL_TYPES = (
-    CHANNEL_CREATED,
-    CHANNEL_UPDATED,
-    CHANNEL_DELETED,
-    CHANNEL_MEMBER_ADDED,
-    CHANNEL_MEMBER_REMOVED,
-    MEMBER_JOINED,
-    MEMBER_LEFT,
-    MEMBER_ROLE_CHANGED,
-    TENANT_LIMITS_UPDATED,
-)
-
 
 def event(tenant_id: uuid.UUID, type_: str, at: datetime, **data: object) -> DomainEvent:
     return DomainEvent(id=uuid.uuid4(), tenant_id=tenant_id, type=type_, occurred_at=at, data=data)

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from echonats import model
 from echonats.core import events as ev
 from echonats.core.access import ChannelAccess, MemberCache
-from echonats.core.base import Caller, EventSink
+from echonats.core.caller import Caller
+from echonats.core.event_sink import EventSink
 from echonats.core.ports import Clock, Store, TenantLimits, Transaction
-from echonats.errors import Conflict, Forbidden, NotFound, Unavailable, ValidationFailed
 from echonats.model import Member, Principal, Role, Tenant, User
+from echonats.model.errors import Conflict, Forbidden, NotFound, Unavailable, ValidationFailed
 
 DEFAULT_MAX_CHANNELS = 500
 DEFAULT_MAX_MESSAGES_PER_SECOND = 100

@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Sequence
 
 from echonats import model
 from echonats.core.access import ChannelAccess, TenantLimitsCache
-from echonats.core.base import Caller
+from echonats.core.caller import Caller
 from echonats.core.ports import Appended, Clock, MessageLog, RateLimiter, Store
-from echonats.errors import RateLimited, Unavailable, ValidationFailed
 from echonats.model import HistoryPage, Message, NewMessage
+from echonats.model.errors import RateLimited, Unavailable, ValidationFailed
 
 MIN_PAGE = 1
 MAX_PAGE = 100

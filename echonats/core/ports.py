@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from echonats.errors import RateLimited
 from echonats.model import (
     Channel,
     ChannelMember,
@@ -25,6 +24,7 @@ from echonats.model import (
     Tenant,
     User,
 )
+from echonats.model.errors import RateLimited
 
 
 class DependencyProbe(Protocol):
@@ -182,6 +182,17 @@ class MessageLog(Protocol):
         the ``limit`` newest of them if ``newest``, else the ``limit`` oldest; oldest first."""
         ...
 
+    async def read_channel(
+        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, start: int, limit: int
+    ) -> tuple[list[Message], bool]:
+        """A channel's messages with id >= ``start``, oldest first, at most ``limit``; and whether
+        more exist. ``Unavailable`` if the log cannot be read."""
+        ...
+
+    async def first_sequence(self) -> int:
+        """The oldest id the log still holds (older ones were aged out)."""
+        ...
+
     async def forget_channel(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None: ...
 
 
@@ -234,3 +245,59 @@ class TypingThrottle(Protocol):
     async def allow(self, tenant_id: uuid.UUID, channel_id: uuid.UUID, user_id: str) -> bool:
         """True at most once per interval per (channel, user), across all gateways."""
         ...
+
+
+# -- the live side: what a gateway subscribes to and publishes (core NATS in production) ----------
+
+
+@dataclass(frozen=True, slots=True)
+class TypingNotice:
+    user_id: str
+    display_name: str
+
+
+class Interest(Protocol):
+    """A registered subscription; ``cancel`` stops its deliveries and never raises."""
+
+    async def cancel(self) -> None: ...
+
+
+# A stored message of the channel and the id of the channel's message before it (0: none), so a
+# subscriber detects a delivery it missed. Undecodable deliveries are dropped (and logged) by the feed.
+OnMessage = Callable[[Message, int], Awaitable[None]]
+OnTyping = Callable[[TypingNotice], None]
+OnPresence = Callable[[PresenceChange], None]
+OnEvent = Callable[[DomainEvent], None]
+
+
+class LiveFeed(Protocol):
+    """Deliveries to this process as they happen. Each ``watch_*`` returns once the interest is
+    registered at the server: anything published afterwards is delivered. Callbacks of one
+    interest run one at a time, in publication order. ``Unavailable`` if it cannot register."""
+
+    async def watch_channel(
+        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, on_message: OnMessage, on_typing: OnTyping
+    ) -> Interest: ...
+
+    async def watch_presence(self, tenant_id: uuid.UUID, on_presence: OnPresence) -> Interest: ...
+
+    async def watch_events(
+        self, tenant_id: uuid.UUID | None, event_types: Sequence[str], on_event: OnEvent
+    ) -> Interest:
+        """Domain events of these types, of one tenant or (None) of every tenant."""
+        ...
+
+
+class TypingPublisher(Protocol):
+    async def publish_typing(self, tenant_id: uuid.UUID, channel_id: uuid.UUID, notice: TypingNotice) -> None:
+        """Best effort and ephemeral; ``Unavailable`` if it cannot be sent."""
+        ...
+
+
+class PresencePublisher(Protocol):
+    async def publish_presence(self, change: PresenceChange) -> None:
+        """Best effort and ephemeral; ``Unavailable`` if it cannot be sent."""
+        ...
+
+
+# -- the worker's pipelines (persist, outbox relay) ----------------------------------------------

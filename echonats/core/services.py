@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from echonats.core.access import ChannelAccess, TenantLimitsCache
-from echonats.core.base import EventSink, UtcClock
 from echonats.core.channels import ChannelService
+from echonats.core.event_sink import EventSink, UtcClock
 from echonats.core.membership import MembershipService
 from echonats.core.messaging import MessagingService
 from echonats.core.ports import Clock, EventPublisher, MessageLog, RateLimiter, Store

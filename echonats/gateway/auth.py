@@ -10,10 +10,10 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from echonats.core.base import Caller
+from echonats.core.caller import Caller
 from echonats.core.services import Services
-from echonats.errors import Unauthenticated
 from echonats.model import PLATFORM_ADMIN_ROLE, Principal
+from echonats.model.errors import Unauthenticated
 
 # The static admin token stands for a platform administrator without a tenant.
 STATIC_ADMIN = Principal(

@@ -24,9 +24,9 @@ from datetime import datetime
 from litestar.types import Send
 from prometheus_client import Counter
 
-from echonats.core.base import Caller
+from echonats.core.caller import Caller
 from echonats.gateway import protocol as p
-from echonats.gateway.wire import FrameSink, text_frame
+from echonats.gateway.ws_framing import FrameSink, text_frame
 from echonats.model import Message
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN = 4003
 CLOSE_SLOW_CONSUMER = 4008
-CLOSE_SERVICE_RESTART = 1012
 
 dropped_frames = Counter(
     "echonats_ws_dropped_ephemeral_frames_total", "Typing/presence frames dropped for slow clients"

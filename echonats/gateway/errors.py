@@ -10,7 +10,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from echonats import errors, metrics
+from echonats import metrics
+from echonats.model import errors
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,6 @@ def handle_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response
     details: dict[str, Any] | None = None
     if isinstance(exc, ValidationException) and exc.extra:
         details = {"errors": exc.extra}
-        status = 400 if status == 400 else status
     return _respond(
         status, _CODE_BY_STATUS.get(status, "http_error"), str(exc.detail), details, dict(exc.headers or {})
     )

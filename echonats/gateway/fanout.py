@@ -22,13 +22,14 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from echonats import metrics
-from echonats.adapters import subjects
-from echonats.adapters.jetstream import NATS_ERRORS, JetStreamMessageLog
-from echonats.adapters.records import message_decoder, typing_decoder
+from echonats.adapters.nats import subjects
+from echonats.adapters.nats.errors import NATS_ERRORS
+from echonats.adapters.nats.message_log import JetStreamMessageLog
+from echonats.adapters.nats.records import message_decoder, typing_decoder
 from echonats.core.access import ChannelAccess
-from echonats.errors import EchonatsError, NotFound
 from echonats.gateway.connection import Connection, SharedFrames
 from echonats.model import Message
+from echonats.model.errors import EchonatsError, NotFound
 from echonats.workers.presence import presence_decoder
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from echonats.core.ports import DependencyProbe
-from echonats.errors import EchonatsError
+from echonats.model.errors import EchonatsError
 
 
 class HealthStatus(msgspec.Struct):

@@ -17,8 +17,8 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from echonats.adapters import subjects
-from echonats.adapters.records import event_decoder
+from echonats.adapters.nats import subjects
+from echonats.adapters.nats.records import event_decoder
 from echonats.core import events as ev
 from echonats.core.access import ChannelAccess, MemberCache, TenantLimitsCache
 from echonats.gateway.connection import CLOSE_FORBIDDEN

@@ -13,11 +13,11 @@ import logging
 
 from nats.aio.client import Client as NatsClient
 
-from echonats.adapters.jetstream import NATS_ERRORS
+from echonats.adapters.nats.errors import NATS_ERRORS
 from echonats.core.ports import ConnectionBeat, PresenceStore
-from echonats.errors import Unavailable
 from echonats.gateway.connection import Connection
 from echonats.model import PresenceChange
+from echonats.model.errors import Unavailable
 from echonats.workers.presence import publish_presence
 
 log = logging.getLogger(__name__)

@@ -13,14 +13,14 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from echonats import metrics, model
-from echonats.core.base import Caller
+from echonats.core.caller import Caller
 from echonats.core.messaging import DEFAULT_PAGE, MAX_PAGE
 from echonats.core.ports import TenantLimits
 from echonats.core.services import Services
-from echonats.errors import ValidationFailed
 from echonats.gateway import schemas as s
 from echonats.gateway.errors import ErrorResponse
 from echonats.model import MAX_MESSAGE_ID, MAX_USER_ID_CHARS, Principal
+from echonats.model.errors import ValidationFailed
 
 
 def _errors(*codes: int) -> dict[int, ResponseSpec]:

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from echonats import metrics
-from echonats.core.base import Caller
+from echonats.core.caller import Caller
 from echonats.core.messaging import MessagingService
-from echonats.errors import EchonatsError
 from echonats.model import Message, NewMessage
+from echonats.model.errors import EchonatsError
 
 log = logging.getLogger(__name__)
 

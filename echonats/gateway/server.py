@@ -7,9 +7,9 @@ import socket
 import uvicorn
 from litestar.types import ASGIApp
 
-from echonats.errors import ConfigError
 from echonats.gateway.http_limits import HttpLimits, bounded_http_protocol
-from echonats.gateway.wire import capture_transport
+from echonats.gateway.ws_framing import capture_transport
+from echonats.model.errors import ConfigError
 from echonats.settings import Settings
 
 
@@ -59,17 +59,3 @@ def listening_socket(settings: Settings) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
-
-
-def serve_gateway(settings: Settings) -> int:
-    from echonats.bootstrap import create_gateway_app
-
-    check_gateway_settings(settings)
-    server = uvicorn.Server(uvicorn_config(create_gateway_app(settings), settings))
-    sock = listening_socket(settings)
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
-    # uvicorn swallows lifespan start-up failures into should_exit; report them as a failure exit.
-    return 0 if server.started else 1

@@ -53,20 +53,11 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from echonats import __version__, metrics
-from echonats.adapters import subjects
-from echonats.adapters.jetstream import NATS_ERRORS
-from echonats.adapters.records import event_decoder
+from echonats.adapters.nats import subjects
+from echonats.adapters.nats.errors import NATS_ERRORS
+from echonats.adapters.nats.records import event_decoder
 from echonats.core import events as ev
-from echonats.core.base import Caller
-from echonats.errors import (
-    EchonatsError,
-    Forbidden,
-    LimitExceeded,
-    NotFound,
-    RateLimited,
-    Unauthenticated,
-    ValidationFailed,
-)
+from echonats.core.caller import Caller
 from echonats.gateway import stomp_frames as sf
 from echonats.gateway.auth import authenticate, bearer_token, unexpired
 from echonats.gateway.connection import (
@@ -76,8 +67,17 @@ from echonats.gateway.connection import (
 )
 from echonats.gateway.stomp_connection import StompConnection
 from echonats.gateway.stomp_frames import Frame
-from echonats.gateway.wire import release_handshake
 from echonats.gateway.ws import CLOSE_TOO_MANY_CONNECTIONS, CLOSE_TRY_AGAIN_LATER, Realtime, refused_upgrade
+from echonats.gateway.ws_framing import release_handshake
+from echonats.model.errors import (
+    EchonatsError,
+    Forbidden,
+    LimitExceeded,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+    ValidationFailed,
+)
 
 log = logging.getLogger(__name__)
 

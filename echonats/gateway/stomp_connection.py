@@ -6,10 +6,10 @@ import uuid
 
 from litestar.types import Send
 
-from echonats.core.base import Caller
+from echonats.core.caller import Caller
 from echonats.gateway import stomp_frames as sf
 from echonats.gateway.connection import Connection, SharedFrames, WriteCoalescer
-from echonats.gateway.wire import FrameSink, text_frame
+from echonats.gateway.ws_framing import FrameSink, text_frame
 from echonats.model import Message
 
 

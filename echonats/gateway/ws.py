@@ -30,19 +30,11 @@ from litestar.types import WebSocketResponseBodyEvent, WebSocketResponseStartEve
 from nats.aio.client import Client as NatsClient
 
 from echonats import metrics
-from echonats.adapters import subjects
-from echonats.adapters.records import TypingRecord, message_encoder
-from echonats.core.base import Caller
+from echonats.adapters.nats import subjects
+from echonats.adapters.nats.records import TypingRecord, message_encoder
+from echonats.core.caller import Caller
 from echonats.core.ports import TokenVerifier, TypingThrottle
 from echonats.core.services import Services
-from echonats.errors import (
-    EchonatsError,
-    Forbidden,
-    LimitExceeded,
-    RateLimited,
-    Unauthenticated,
-    Unavailable,
-)
 from echonats.gateway import protocol as p
 from echonats.gateway.auth import authenticate, bearer_token, unexpired
 from echonats.gateway.connection import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Connection, WriteCoalescer
@@ -50,8 +42,16 @@ from echonats.gateway.fanout import Hub
 from echonats.gateway.limits import HandshakeGuard, SocketCounter
 from echonats.gateway.presence import PresenceTracker
 from echonats.gateway.sending import SendPipeline
-from echonats.gateway.wire import release_handshake, sink_for
+from echonats.gateway.ws_framing import release_handshake, sink_for
 from echonats.model import Principal
+from echonats.model.errors import (
+    EchonatsError,
+    Forbidden,
+    LimitExceeded,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 

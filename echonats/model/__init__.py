@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from echonats.errors import ValidationFailed
+from echonats.model.errors import ValidationFailed
 
 MAX_BODY_CHARS = 4000
 MAX_CHANNEL_NAME_CHARS = 80

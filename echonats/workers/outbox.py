@@ -12,8 +12,9 @@ import asyncpg
 from nats.aio.client import Client as NatsClient
 
 from echonats import metrics
-from echonats.adapters import subjects
-from echonats.adapters.jetstream import NATS_ERRORS, PUBLISH_TIMEOUT_S
+from echonats.adapters.nats import subjects
+from echonats.adapters.nats.errors import NATS_ERRORS
+from echonats.adapters.nats.streams import PUBLISH_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
 from echonats import metrics
-from echonats.adapters import subjects
-from echonats.adapters.jetstream import NATS_ERRORS
-from echonats.adapters.records import MessageRecord, message_decoder
+from echonats.adapters.nats import subjects
+from echonats.adapters.nats.errors import NATS_ERRORS
+from echonats.adapters.nats.records import MessageRecord, message_decoder
 
 log = logging.getLogger(__name__)
 

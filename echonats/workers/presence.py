@@ -15,11 +15,11 @@ import uuid
 import msgspec
 from nats.aio.client import Client as NatsClient
 
-from echonats.adapters import subjects
-from echonats.adapters.jetstream import NATS_ERRORS
+from echonats.adapters.nats import subjects
+from echonats.adapters.nats.errors import NATS_ERRORS
 from echonats.core.ports import PresenceStore
-from echonats.errors import Unavailable
 from echonats.model import PresenceChange, PresenceStatus
+from echonats.model.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

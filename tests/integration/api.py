@@ -13,7 +13,8 @@ import httpx
 from litestar.testing import AsyncTestClient
 
 from echonats.adapters.jwt_auth import mint_dev_token
-from echonats.bootstrap import create_gateway_app, open_resources
+from echonats.bootstrap.gateway import create_gateway_app
+from echonats.bootstrap.resources import open_resources
 from echonats.settings import Settings
 from echonats.workers.persist import PersistWorker
 

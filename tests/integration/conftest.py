@@ -20,9 +20,9 @@ import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
 from nats.js.errors import NotFoundError
 
-from echonats.adapters.migrations import apply_migrations
+from echonats.adapters.postgres.migrations import apply_migrations
+from echonats.devstack.stack import LocalStack, StackUrls
 from echonats.settings import Settings, load_settings
-from echonats.stack import LocalStack, StackUrls
 from tests.integration.api import Workspace, create_workspace, gateway_client
 
 TEST_JWT_SECRET = "integration-test-secret-0123456789abcdef"

@@ -16,10 +16,10 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from echonats.bootstrap import create_gateway_app
+from echonats.bootstrap.gateway import create_gateway_app
+from echonats.devstack.stack import free_port
 from echonats.gateway.server import listening_socket, uvicorn_config
 from echonats.settings import Settings, with_overrides
-from echonats.stack import free_port
 
 
 @asynccontextmanager
@@ -150,7 +150,7 @@ import nats  # noqa: E402
 from nats.aio.client import Client as NatsClient  # noqa: E402
 
 from echonats.adapters.jwt_auth import mint_dev_token  # noqa: E402
-from echonats.stack import find_nats_server, set_parent_death_signal  # noqa: E402
+from echonats.devstack.stack import find_nats_server, set_parent_death_signal  # noqa: E402
 from tests.integration.api import bearer, wait_for  # noqa: E402
 
 

@@ -18,10 +18,10 @@ import jwt
 import pytest
 from litestar.testing import AsyncTestClient
 
-from echonats.adapters.postgres_store import PostgresStore
-from echonats.errors import ValidationFailed
+from echonats.adapters.postgres.store import PostgresStore
+from echonats.devstack.stack import StackUrls
 from echonats.model import User
-from echonats.stack import StackUrls
+from echonats.model.errors import ValidationFailed
 from tests.integration.api import Workspace, bearer
 from tests.integration.conftest import ADMIN_TOKEN, TEST_JWT_SECRET
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from echonats.stack import free_port
+from echonats.devstack.stack import free_port
 
 
 def _clean_env(**extra: str) -> dict[str, str]:

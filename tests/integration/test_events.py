@@ -8,8 +8,8 @@ from typing import Any
 import nats
 from litestar.testing import AsyncTestClient
 
-from echonats.adapters import subjects
-from echonats.bootstrap import open_resources
+from echonats.adapters.nats import subjects
+from echonats.bootstrap.resources import open_resources
 from echonats.settings import Settings
 from echonats.workers.outbox import OutboxRelay
 from tests.integration.api import Workspace, wait_for

@@ -25,10 +25,10 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from echonats.adapters import subjects
-from echonats.adapters.migrations import apply_migrations
+from echonats.adapters.nats import subjects
+from echonats.adapters.postgres.migrations import apply_migrations
+from echonats.devstack.stack import LocalStack, StackUrls
 from echonats.settings import NatsSettings, PostgresSettings, RedisSettings, Settings
-from echonats.stack import LocalStack, StackUrls
 from echonats.workers.persist import PersistWorker
 from tests.integration.api import running_persist_worker, wait_for
 from tests.integration.conftest import ADMIN_TOKEN

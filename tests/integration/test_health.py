@@ -4,9 +4,9 @@ import dataclasses
 
 from litestar.testing import AsyncTestClient
 
-from echonats.bootstrap import create_gateway_app
+from echonats.bootstrap.gateway import create_gateway_app
+from echonats.devstack.stack import free_port
 from echonats.settings import RedisSettings, Settings
-from echonats.stack import free_port
 
 
 async def test_health_and_ready_with_all_services_up(settings: Settings) -> None:

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from echonats.adapters.jwt_auth import JwtVerifier
-from echonats.errors import Unauthenticated
+from echonats.model.errors import Unauthenticated
 from echonats.settings import AuthSettings
 
 ISSUER = "http://idp.test/realms/echonats"

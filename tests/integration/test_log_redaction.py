@@ -19,8 +19,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from echonats.adapters.jwt_auth import mint_dev_token
+from echonats.devstack.stack import free_port
 from echonats.settings import load_settings
-from echonats.stack import free_port
 from tests.integration.api import wait_for
 from tests.integration.conftest import ADMIN_TOKEN
 

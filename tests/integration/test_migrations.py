@@ -6,9 +6,14 @@ import uuid
 import asyncpg
 import pytest
 
-from echonats.adapters.migrations import Migration, MigrationFailed, apply_migrations, load_migrations
-from echonats.errors import ConfigError
-from echonats.stack import StackUrls
+from echonats.adapters.postgres.migrations import (
+    Migration,
+    MigrationFailed,
+    apply_migrations,
+    load_migrations,
+)
+from echonats.devstack.stack import StackUrls
+from echonats.model.errors import ConfigError
 
 
 async def test_applying_twice_is_a_no_op(stack_urls: StackUrls) -> None:

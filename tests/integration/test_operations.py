@@ -16,8 +16,8 @@ import httpx
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from echonats.devstack.stack import find_nats_server, free_port
 from echonats.settings import NatsSettings, Settings
-from echonats.stack import find_nats_server, free_port
 from tests.integration.api import Workspace, gateway_client, running_persist_worker, wait_for
 from tests.integration.conftest import ADMIN_TOKEN
 from tests.integration.realtime import gateway_process, serve_gateway, ws_client

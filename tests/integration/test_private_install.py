@@ -18,9 +18,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from echonats import pginstall
-from echonats.binaries import postgres_bindir_candidates
-from echonats.stack import LocalStack
+from echonats.devstack import pginstall
+from echonats.devstack.binaries import postgres_bindir_candidates
+from echonats.devstack.stack import LocalStack
 
 
 def _wheel_bindir() -> Path:
@@ -68,7 +68,7 @@ def test_root_runs_postgres_from_a_venv_in_a_private_directory(
 ) -> None:
     home = private_bindir.parents[4]
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
-    monkeypatch.setattr("echonats.stack.postgres_bindir_candidates", lambda: [private_bindir])
+    monkeypatch.setattr("echonats.devstack.stack.postgres_bindir_candidates", lambda: [private_bindir])
     stack = LocalStack(nats=False, redis=False, durable=False)
     try:
         urls = stack.start()

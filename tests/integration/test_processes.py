@@ -21,10 +21,10 @@ import nats
 import pytest
 from nats.js.errors import NotFoundError
 
-from echonats.adapters import subjects
 from echonats.adapters.jwt_auth import mint_dev_token
+from echonats.adapters.nats import subjects
+from echonats.devstack.stack import StackUrls
 from echonats.settings import AuthSettings, load_settings
-from echonats.stack import StackUrls
 from tests.integration.api import bearer, wait_for
 from tests.integration.conftest import ADMIN_TOKEN
 from tests.integration.realtime import Client, gateway_process, ws_client

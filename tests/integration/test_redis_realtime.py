@@ -18,13 +18,13 @@ from prometheus_client import REGISTRY
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from echonats.adapters.redis_ratelimit import RedisRateLimiter
-from echonats.adapters.redis_realtime import RedisPresenceStore, RedisTypingThrottle, presence_keys
-from echonats.adapters.subjects import presence_subject
+from echonats.adapters.nats.subjects import presence_subject
+from echonats.adapters.redis.ratelimit import RedisRateLimiter
+from echonats.adapters.redis.realtime import RedisPresenceStore, RedisTypingThrottle, presence_keys
 from echonats.core.ports import ConnectionBeat
-from echonats.errors import RateLimited, Unavailable
+from echonats.devstack.stack import StackUrls, free_port
 from echonats.model import PresenceChange, PresenceStatus
-from echonats.stack import StackUrls, free_port
+from echonats.model.errors import RateLimited, Unavailable
 from echonats.workers.presence import PresenceSweeper
 
 ONLINE, IDLE, OFFLINE = PresenceStatus.ONLINE, PresenceStatus.IDLE, PresenceStatus.OFFLINE
@@ -179,11 +179,11 @@ async def test_fails_open_when_redis_is_unreachable(
 ) -> None:
     limiter = RedisRateLimiter(dead_client, user_per_second=1, user_burst=1)
     before = REGISTRY.get_sample_value("echonats_rate_limit_fail_open_total") or 0.0
-    with caplog.at_level(logging.WARNING, logger="echonats.adapters.redis_ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="echonats.adapters.redis.ratelimit"):
         for _ in range(3):  # over the limit, yet allowed
             await acquire(limiter, uuid.uuid4(), "alice", tenant_per_second=1)
     assert REGISTRY.get_sample_value("echonats_rate_limit_fail_open_total") == before + 3
-    warnings = [r for r in caplog.records if r.name == "echonats.adapters.redis_ratelimit"]
+    warnings = [r for r in caplog.records if r.name == "echonats.adapters.redis.ratelimit"]
     assert len(warnings) == 1  # at most one warning per 10 s
 
 

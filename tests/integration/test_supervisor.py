@@ -24,8 +24,8 @@ import httpx
 import pytest
 
 from echonats.adapters.jwt_auth import DEV_JWT_SECRET, mint_dev_token
+from echonats.devstack.stack import free_port
 from echonats.settings import load_settings
-from echonats.stack import free_port
 from tests.integration.api import bearer, wait_for
 from tests.integration.realtime import Client, ws_client
 
@@ -251,6 +251,6 @@ async def test_stop_signal_stops_gateways_then_worker_then_services(stop_signal:
     order = [
         log.index("gateway-1 stopped ("),  # uvicorn re-raises SIGTERM after its graceful shutdown
         log.index("worker stopped (exit code 0)"),
-        log.index("echonats.supervisor: stopped"),
+        log.index("echonats.devstack.supervisor: stopped"),
     ]
     assert order == sorted(order), log

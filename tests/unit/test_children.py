@@ -11,7 +11,7 @@ from typing import cast
 
 import pytest
 
-from echonats.children import Backoff, Children, FatalExit, describe_exit
+from echonats.devstack.children import Backoff, Children, FatalExit, describe_exit
 
 
 class FakeProcess:
@@ -94,7 +94,7 @@ def test_a_killed_child_is_restarted_and_its_siblings_are_left_alone(
     h.run_until(100.0)
     killed = h.current() if worker.process is h.current() else cast("FakeProcess", worker.process)
     killed.returncode = -signal.SIGKILL
-    with caplog.at_level(logging.WARNING, logger="echonats.supervisor"):
+    with caplog.at_level(logging.WARNING, logger="echonats.devstack.supervisor"):
         h.run_until(100.6)
     assert worker.process is not killed
     assert worker.process is not None

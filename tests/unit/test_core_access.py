@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from echonats.errors import NotFound
+from echonats.model.errors import NotFound
 from tests.unit.fakes import Harness
 
 

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from echonats.core.ports import Appended
-from echonats.errors import Conflict, Unavailable
 from echonats.model import Channel, DomainEvent, NewMessage, Role, Tenant, User
+from echonats.model.errors import Conflict, Unavailable
 from tests.unit.fakes import EPOCH, FakeMessageLog, InMemoryStore, RecordingPublisher
 
 

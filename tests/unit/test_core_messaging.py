@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from echonats.core.base import Caller
+from echonats.core.caller import Caller
 from echonats.core.messaging import DEFAULT_PAGE
-from echonats.errors import NotFound, Unavailable, ValidationFailed
 from echonats.model import HistoryPage
+from echonats.model.errors import NotFound, Unavailable, ValidationFailed
 from tests.unit.fakes import EPOCH, Harness
 
 FIRST_ID = 1000  # the stream continues after the ids already in PostgreSQL: never assume 1

@@ -4,7 +4,7 @@ import jwt
 import pytest
 
 from echonats.adapters.jwt_auth import DEV_JWT_SECRET, mint_dev_token
-from echonats.errors import ConfigError
+from echonats.model.errors import ConfigError
 from echonats.settings import load_settings
 
 

@@ -14,7 +14,7 @@ import jwt
 import pytest
 
 from echonats.adapters.jwt_auth import MAX_TOKEN_CHARS, JwtVerifier, mint_dev_token
-from echonats.errors import ConfigError, Unauthenticated
+from echonats.model.errors import ConfigError, Unauthenticated
 from echonats.settings import AuthSettings
 
 SECRET = "unit-test-secret-0123456789abcdef-0123"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from echonats.adapters.migrations import load_migrations, migrations_dir
-from echonats.errors import ConfigError
+from echonats.adapters.postgres.migrations import load_migrations, migrations_dir
+from echonats.model.errors import ConfigError
 
 
 def test_repository_migrations_are_numbered_and_contiguous() -> None:

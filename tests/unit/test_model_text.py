@@ -8,8 +8,8 @@ import unicodedata
 import pytest
 
 from echonats import model
-from echonats.errors import ValidationFailed
 from echonats.model import _has_control_chars, clean_text
+from echonats.model.errors import ValidationFailed
 
 
 def test_the_control_character_rule_matches_the_unicode_categories_for_every_code_point() -> None:

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from echonats.adapters.redis_realtime import (
+from echonats.adapters.redis.realtime import (
     DUE_KEY,
     due_member,
     group_beats,

@@ -8,12 +8,12 @@ import uuid
 import warnings
 from collections.abc import Sequence
 
-from echonats.core.base import Caller
+from echonats.core.caller import Caller
 from echonats.core.messaging import MessagingService
 from echonats.core.ports import Appended
-from echonats.errors import EchonatsError, RateLimited
 from echonats.gateway.sending import SendPipeline
 from echonats.model import Message, NewMessage
+from echonats.model.errors import EchonatsError, RateLimited
 from tests.unit.fakes import Harness
 
 

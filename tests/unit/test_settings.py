@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from echonats.cli import config_table
-from echonats.errors import ConfigError
+from echonats.model.errors import ConfigError
 from echonats.settings import load_settings, variables
 
 

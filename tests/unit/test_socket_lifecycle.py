@@ -13,13 +13,13 @@ import msgspec
 import pytest
 
 from echonats.adapters.jwt_auth import JwtVerifier
-from echonats.core.base import Caller
-from echonats.errors import Unauthenticated
+from echonats.core.caller import Caller
 from echonats.gateway import protocol as p
 from echonats.gateway.auth import STATIC_ADMIN, unexpired
 from echonats.gateway.connection import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED, Connection, WriteCoalescer
 from echonats.gateway.limits import HandshakeGuard, SocketCounter
 from echonats.model import Member, Principal, Role
+from echonats.model.errors import Unauthenticated
 from echonats.settings import AuthSettings
 
 # -- the per-IP upgrade guard ----------------------------------------------------------------------

@@ -11,9 +11,9 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from echonats.core.base import Caller
+from echonats.core.caller import Caller
 from echonats.gateway.connection import CLOSE_SLOW_CONSUMER, Connection, WriteCoalescer
-from echonats.gateway.wire import AsgiSink, payload_of, text_frame
+from echonats.gateway.ws_framing import AsgiSink, payload_of, text_frame
 from echonats.model import Member, Principal, Role
 
 

@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from echonats.errors import EchonatsError
+from echonats.model.errors import EchonatsError
 
 
 class BinaryNotFound(EchonatsError):

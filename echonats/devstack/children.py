@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from echonats.stack import set_parent_death_signal
+from echonats.devstack.stack import set_parent_death_signal
 
-log = logging.getLogger("echonats.supervisor")
+log = logging.getLogger("echonats.devstack.supervisor")
 
 EXIT_CONFIG = 2  # echonats.cli.EXIT_CONFIG (not imported: the CLI module imports this one lazily)
 RESTART_INITIAL_S = 0.5

@@ -1,4 +1,4 @@
-"""The worker process: connects to the services, serves its metrics, runs the stream consumers."""
+"""Wires the worker process: connects to the services, serves its metrics, runs the loops."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 from prometheus_client import start_http_server
 
-from echonats.adapters.redis_realtime import RedisPresenceStore
-from echonats.bootstrap import open_resources, prepare_streams
+from echonats.adapters.redis.realtime import RedisPresenceStore
+from echonats.bootstrap.resources import open_resources, prepare_streams
 from echonats.settings import Settings
 from echonats.workers.outbox import OutboxRelay
 from echonats.workers.persist import PersistWorker

@@ -9,7 +9,7 @@ our process, which then stops the app before the databases) and gets a parent-de
 crashed launcher does not leave orphans behind; ``stop()`` removes every temp directory.
 PostgreSQL's initdb refuses to run as root: when we are root it runs as ``nobody`` via ``setpriv``
 in a temp directory owned by that user (from a readable copy if it cannot read the venv: see
-echonats.pginstall). Nothing of the user's is ever chmod-ed and no user is created.
+echonats.devstack.pginstall). Nothing of the user's is ever chmod-ed and no user is created.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from echonats import pginstall
-from echonats.binaries import find_nats_server, find_valkey_server, postgres_bindir_candidates
-from echonats.errors import EchonatsError
+from echonats.devstack import pginstall
+from echonats.devstack.binaries import find_nats_server, find_valkey_server, postgres_bindir_candidates
+from echonats.model.errors import EchonatsError
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,6 @@ class LocalStack:
         self._dirs: list[Path] = []
         self.urls = StackUrls()
         self.pg_bindir: Path | None = None
-        self._unprivileged: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> StackUrls:

@@ -6,7 +6,7 @@ import logging
 
 import asyncpg
 
-from echonats.errors import Conflict, EchonatsError, Unavailable, ValidationFailed
+from echonats.model.errors import Conflict, EchonatsError, Unavailable, ValidationFailed
 
 log = logging.getLogger(__name__)
 

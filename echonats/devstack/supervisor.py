@@ -1,6 +1,6 @@
 """`echonats run`: local stack (for services without a URL), migrations, gateway and worker processes.
 
-The supervisor restarts a crashed gateway or worker with backoff (echonats.children) and keeps the
+The supervisor restarts a crashed gateway or worker with backoff (echonats.devstack.children) and keeps the
 rest serving. On SIGINT/SIGTERM/SIGHUP it stops in dependency order, each step bounded in time:
 the gateways first (they close their sockets with 1012 and drain NATS), then the worker (it
 finishes its batch), and only then the local services they were using.
@@ -20,14 +20,14 @@ import time
 import urllib.request
 
 from echonats.adapters.jwt_auth import DEV_JWT_SECRET
-from echonats.adapters.migrations import apply_migrations
-from echonats.children import EXIT_CONFIG, Children, FatalExit
-from echonats.errors import Unavailable
+from echonats.adapters.postgres.migrations import apply_migrations
+from echonats.devstack.children import EXIT_CONFIG, Children, FatalExit
+from echonats.devstack.stack import LocalStack
 from echonats.logs import configure_logging
+from echonats.model.errors import Unavailable
 from echonats.settings import Settings
-from echonats.stack import LocalStack
 
-log = logging.getLogger("echonats.supervisor")
+log = logging.getLogger("echonats.devstack.supervisor")
 
 READY_TIMEOUT_S = 60.0
 POLL_S = 0.2  # how soon a crash is noticed; Ctrl-C wakes the wait at once

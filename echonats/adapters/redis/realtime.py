@@ -20,8 +20,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from echonats.core.ports import ConnectionBeat
-from echonats.errors import Unavailable
 from echonats.model import PresenceChange, PresenceStatus
+from echonats.model.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -1,104 +1,33 @@
-"""Composition root: the only place that turns Settings into connected adapters and apps."""
+"""Wires a gateway process: the Litestar app with its lifespan (connections, use cases, fanout hub,
+revocations, presence) and the uvicorn server it runs on."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
-import asyncpg
-import redis.asyncio as aioredis
+import uvicorn
 from litestar import Litestar
-from nats.aio.client import Client as NatsClient
 
-from echonats.adapters.connections import (
-    NatsProbe,
-    PostgresProbe,
-    ReconnectListener,
-    RedisProbe,
-    connect_nats,
-    create_pg_pool,
-    create_redis,
-)
-from echonats.adapters.jetstream import (
-    DUPLICATE_WINDOW,
-    JetStreamEventPublisher,
-    JetStreamMessageLog,
-    ensure_streams,
-    next_message_id,
-)
 from echonats.adapters.jwt_auth import JwtVerifier
-from echonats.adapters.postgres_store import PostgresStore
-from echonats.adapters.redis_ratelimit import RedisRateLimiter
-from echonats.adapters.redis_realtime import RedisPresenceStore, RedisTypingThrottle
-from echonats.core.ports import DependencyProbe, RateLimiter, TokenVerifier
+from echonats.adapters.nats.message_log import JetStreamMessageLog
+from echonats.adapters.nats.streams import DUPLICATE_WINDOW
+from echonats.adapters.redis.ratelimit import RedisRateLimiter
+from echonats.adapters.redis.realtime import RedisPresenceStore, RedisTypingThrottle
+from echonats.bootstrap.resources import Resources, build_services, open_resources, prepare_streams
+from echonats.core.ports import TokenVerifier
 from echonats.core.services import Services
+from echonats.gateway.app import build_app
 from echonats.gateway.fanout import Hub
 from echonats.gateway.invalidation import listen_for_revocations
 from echonats.gateway.limits import HandshakeGuard, SocketCounter
 from echonats.gateway.presence import PresenceTracker
+from echonats.gateway.server import check_gateway_settings, listening_socket, uvicorn_config
 from echonats.gateway.ws import Realtime
 from echonats.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Resources:
-    nats: NatsClient
-    pg: asyncpg.Pool[asyncpg.Record]
-    redis: aioredis.Redis
-    reconnect_listeners: list[ReconnectListener] = field(default_factory=list)
-
-    def probes(self, timeout_s: float) -> list[DependencyProbe]:
-        return [
-            NatsProbe(self.nats, timeout_s),
-            PostgresProbe(self.pg, timeout_s),
-            RedisProbe(self.redis, timeout_s),
-        ]
-
-
-@contextlib.asynccontextmanager
-async def open_resources(settings: Settings, *, name: str) -> AsyncIterator[Resources]:
-    listeners: list[ReconnectListener] = []
-    async with contextlib.AsyncExitStack() as stack:
-        nc = await connect_nats(settings, name=name, reconnect_listeners=listeners)
-        stack.push_async_callback(_close_nats, nc)
-        pool = await create_pg_pool(settings)
-        stack.push_async_callback(pool.close)
-        redis_client = create_redis(settings)
-        stack.push_async_callback(redis_client.aclose)
-        yield Resources(nats=nc, pg=pool, redis=redis_client, reconnect_listeners=listeners)
-
-
-async def _close_nats(nc: NatsClient) -> None:
-    if nc.is_closed:
-        return
-    try:
-        await nc.drain()
-    except Exception as exc:  # shutting down: a failed drain must not mask the exit reason
-        log.warning("NATS drain failed (%r); closing", exc)
-        with contextlib.suppress(Exception):
-            await nc.close()
-
-
-async def prepare_streams(settings: Settings, resources: Resources) -> None:
-    """Idempotent: every process may call it at start (streams and their first sequence)."""
-    await ensure_streams(
-        resources.nats.jetstream(),
-        replicas=settings.nats.stream_replicas,
-        next_message_id=await next_message_id(resources.pg),
-    )
-
-
-def build_services(resources: Resources, limiter: RateLimiter | None = None) -> Services:
-    return Services.build(
-        store=PostgresStore(resources.pg),
-        log=JetStreamMessageLog(resources.nats),
-        publisher=JetStreamEventPublisher(resources.nats, resources.pg),
-        limiter=limiter,
-    )
 
 
 @contextlib.asynccontextmanager
@@ -138,8 +67,6 @@ async def realtime_for(
 
 
 def create_gateway_app(settings: Settings) -> Litestar:
-    from echonats.gateway.app import build_app
-
     verifier = JwtVerifier(settings.auth)  # validates the auth settings before anything connects
 
     @contextlib.asynccontextmanager
@@ -165,3 +92,15 @@ def create_gateway_app(settings: Settings) -> Litestar:
                 yield
 
     return build_app(lifespan=[lifespan])
+
+
+def serve_gateway(settings: Settings) -> int:
+    check_gateway_settings(settings)
+    server = uvicorn.Server(uvicorn_config(create_gateway_app(settings), settings))
+    sock = listening_socket(settings)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    # uvicorn swallows lifespan start-up failures into should_exit; report them as a failure exit.
+    return 0 if server.started else 1

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 
-from echonats.adapters.redis_realtime import REDIS_ERRORS, as_text
-from echonats.errors import RateLimited
+from echonats.adapters.redis.realtime import REDIS_ERRORS, as_text
+from echonats.model.errors import RateLimited
 
 log = logging.getLogger(__name__)
 

@@ -1,17 +1,15 @@
-"""What every use case shares: the caller, the clock, and commit-then-publish of events."""
+"""Commit-then-publish: events collected in a transaction (outbox rows) go out after commit."""
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from echonats.core.ports import EventPublisher, Store, Transaction
-from echonats.errors import EchonatsError, Forbidden
-from echonats.model import DomainEvent, Member, Principal, Role
+from echonats.model import DomainEvent
+from echonats.model.errors import EchonatsError
 
 log = logging.getLogger(__name__)
 
@@ -19,30 +17,6 @@ log = logging.getLogger(__name__)
 class UtcClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """An authenticated principal with an active membership in its tenant."""
-
-    principal: Principal
-    member: Member
-
-    @property
-    def tenant_id(self) -> uuid.UUID:
-        return self.member.tenant_id
-
-    @property
-    def user_id(self) -> str:
-        return self.member.user_id
-
-    @property
-    def role(self) -> Role:
-        return self.member.role
-
-    def require_admin(self, action: str) -> None:
-        if not self.role.can_administer:
-            raise Forbidden(f"only workspace owners and admins may {action}")
 
 
 class EventSink:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
-from echonats.errors import ConfigError, EchonatsError, Unavailable
+from echonats.model.errors import ConfigError, EchonatsError, Unavailable
 
 _FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x6563686F6E617473 & 0x7FFFFFFFFFFFFFFF  # "echonats"
@@ -41,7 +41,7 @@ def migrations_dir() -> Path:
     packaged = importlib.resources.files("echonats") / "_sql"
     if packaged.is_dir():
         return Path(str(packaged))
-    return Path(__file__).resolve().parents[2] / "sql"
+    return Path(__file__).resolve().parents[3] / "sql"
 
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:

@@ -1,9 +1,5 @@
-"""JetStream adapters: stream provisioning, the message log, and domain event publication.
-
-The messages stream captures ``echo.<t>.ch.<c>.msg`` and republishes every stored message on
-``echo.<t>.ch.<c>.live`` with ``Nats-Sequence`` (the message id) and ``Nats-Last-Sequence`` (the
-previous id in the same channel), so live subscribers get ids, store order, and gap detection.
-"""
+"""The message log over JetStream: append (pipelined publish), and reads of what may not be
+persisted yet (direct gets, batched)."""
 
 from __future__ import annotations
 
@@ -12,37 +8,28 @@ import json
 import logging
 import uuid
 from collections import deque
-from collections.abc import Sequence
-from datetime import timedelta
 
-import asyncpg
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
-from echonats.adapters import subjects
-from echonats.adapters.records import MessageRecord, encode_event, message_decoder, message_encoder
+from echonats.adapters.nats import subjects
+from echonats.adapters.nats.errors import NATS_ERRORS
+from echonats.adapters.nats.records import MessageRecord, message_decoder, message_encoder
+from echonats.adapters.nats.streams import PUBLISH_TIMEOUT_S
 from echonats.core.ports import Appended
-from echonats.errors import Unavailable
-from echonats.model import DomainEvent, Message, NewMessage
+from echonats.model import Message, NewMessage
+from echonats.model.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
-# Nonce dedupe window: a client retrying a send with the same nonce within it gets the original.
-DUPLICATE_WINDOW = timedelta(minutes=10)
-MESSAGES_MAX_AGE = timedelta(days=7)
-EVENTS_MAX_AGE = timedelta(days=30)
-PUBLISH_TIMEOUT_S = 5.0
 _BATCH_GET = 500
 # Unpersisted messages of one channel scanned per history call before giving up (only reached
 # when the persist worker has been down for a long time under load).
 MAX_TAIL_SCAN = 200_000
 FLOOR_TIMEOUT_S = 1.0
-
-NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 
 
 def _give_up(acknowledgement: asyncio.Future[js_api.PubAck]) -> None:
@@ -72,76 +59,6 @@ def _settle(
 def _seen(appended: asyncio.Future[Appended]) -> None:
     if not appended.cancelled():
         appended.exception()  # retrieved here too: a sender that went away never awaits it
-
-
-def messages_stream_config(replicas: int, first_seq: int | None = None) -> js_api.StreamConfig:
-    return js_api.StreamConfig(
-        name=subjects.MESSAGES_STREAM,
-        description="echonats chat messages; the sequence is the message id",
-        subjects=[subjects.MESSAGE_SUBJECTS],
-        retention=js_api.RetentionPolicy.LIMITS,
-        storage=js_api.StorageType.FILE,
-        max_age=MESSAGES_MAX_AGE.total_seconds(),
-        duplicate_window=DUPLICATE_WINDOW.total_seconds(),
-        num_replicas=replicas,
-        allow_direct=True,
-        first_seq=first_seq,
-        republish=js_api.RePublish(
-            src=subjects.MESSAGE_SUBJECTS,
-            dest=f"{subjects.ROOT}.{{{{wildcard(1)}}}}.ch.{{{{wildcard(2)}}}}.live",
-        ),
-    )
-
-
-def events_stream_config(replicas: int) -> js_api.StreamConfig:
-    return js_api.StreamConfig(
-        name=subjects.EVENTS_STREAM,
-        description="echonats domain events per tenant",
-        subjects=[subjects.EVENT_SUBJECTS],
-        retention=js_api.RetentionPolicy.LIMITS,
-        storage=js_api.StorageType.FILE,
-        max_age=EVENTS_MAX_AGE.total_seconds(),
-        duplicate_window=DUPLICATE_WINDOW.total_seconds(),
-        num_replicas=replicas,
-        allow_direct=True,
-    )
-
-
-def dead_letter_stream_config(replicas: int) -> js_api.StreamConfig:
-    return js_api.StreamConfig(
-        name=subjects.DEAD_LETTER_STREAM,
-        description="echonats messages the persist worker could not store, with the reason in headers",
-        subjects=[f"{subjects.DEAD_LETTER_PREFIX}.>"],
-        retention=js_api.RetentionPolicy.LIMITS,
-        storage=js_api.StorageType.FILE,
-        max_age=EVENTS_MAX_AGE.total_seconds(),
-        num_replicas=replicas,
-    )
-
-
-async def ensure_streams(js: JetStreamContext, *, replicas: int, next_message_id: int) -> None:
-    """Create or update both streams. A messages stream created anew starts at ``next_message_id``
-    (one above the highest persisted id) so message ids never repeat, even after losing the stream.
-    Also the events stream and the dead-letter stream."""
-    try:
-        try:
-            await js.stream_info(subjects.MESSAGES_STREAM)
-            await js.update_stream(messages_stream_config(replicas))
-        except NotFoundError:
-            await js.add_stream(messages_stream_config(replicas, first_seq=max(1, next_message_id)))
-            log.info("created stream %s starting at %d", subjects.MESSAGES_STREAM, next_message_id)
-        for config in (events_stream_config(replicas), dead_letter_stream_config(replicas)):
-            try:
-                await js.stream_info(config.name or "")
-                await js.update_stream(config)
-            except NotFoundError:
-                await js.add_stream(config)
-    except NATS_ERRORS as exc:
-        raise Unavailable(f"JetStream: cannot provision streams: {exc!r}") from exc
-
-
-async def next_message_id(pool: asyncpg.Pool[asyncpg.Record]) -> int:
-    return int(await pool.fetchval("SELECT coalesce(max(id), 0) + 1 FROM messages"))
 
 
 class JetStreamMessageLog:
@@ -292,33 +209,3 @@ class JetStreamMessageLog:
             )
         except NATS_ERRORS as exc:
             log.warning("could not purge messages of deleted channel %s: %r", channel_id, exc)
-
-
-class JetStreamEventPublisher:
-    """Publishes committed events (JetStream dedupes on the event id), then drops their outbox rows."""
-
-    def __init__(self, nc: NatsClient, pool: asyncpg.Pool[asyncpg.Record]) -> None:
-        self._js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
-        self._pool = pool
-
-    async def publish(self, events: Sequence[DomainEvent]) -> None:
-        published: list[uuid.UUID] = []
-        try:
-            for event in events:
-                await self._js.publish(
-                    subjects.event_subject(event.tenant_id, event.type),
-                    encode_event(event),
-                    timeout=PUBLISH_TIMEOUT_S,
-                    stream=subjects.EVENTS_STREAM,
-                    headers={"Nats-Msg-Id": str(event.id)},
-                )
-                published.append(event.id)
-        except NATS_ERRORS as exc:
-            raise Unavailable(f"events not published yet: {exc!r}") from exc
-        finally:
-            if published:
-                try:
-                    await self._pool.execute("DELETE FROM event_outbox WHERE id = ANY($1::uuid[])", published)
-                except (OSError, asyncpg.PostgresError) as exc:
-                    # Harmless: the relay republishes them and JetStream drops the duplicates.
-                    log.warning("outbox rows not deleted: %r", exc)

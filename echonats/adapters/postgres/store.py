@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 import asyncpg
 
-from echonats.adapters.pg_errors import domain_error
-from echonats.adapters.records import encode_event
+from echonats.adapters.nats.records import encode_event
+from echonats.adapters.postgres.errors import domain_error
 from echonats.core.ports import MembershipState, TenantLimits
-from echonats.errors import Conflict
 from echonats.model import Channel, ChannelMember, DomainEvent, Member, Message, Role, Tenant, User
+from echonats.model.errors import Conflict
 
 if TYPE_CHECKING:
     Conn: TypeAlias = asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]

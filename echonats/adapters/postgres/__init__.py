@@ -1,0 +1,1 @@
+"""PostgreSQL: the store (repositories), migrations, and driver error translation."""

@@ -1,0 +1,1 @@
+"""Redis (Valkey): rate limits, presence and typing throttles."""
