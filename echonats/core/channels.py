@@ -12,12 +12,12 @@ import uuid
 from dataclasses import replace
 
 from echonats import model
-from echonats.core import events as ev
 from echonats.core.access import ChannelAccess
 from echonats.core.caller import Caller
 from echonats.core.event_sink import EventSink
 from echonats.core.ports import Clock, MessageLog, Store, Transaction
 from echonats.model import Channel, ChannelMember, Role
+from echonats.model import events as ev
 from echonats.model.errors import Conflict, Forbidden, LimitExceeded, NotFound
 
 
@@ -53,7 +53,14 @@ class ChannelService:
                 )
             await tx.channels.add(channel)
             await tx.channels.add_member(caller.tenant_id, channel.id, caller.user_id, Role.OWNER)
-            pending.append(ev.event(caller.tenant_id, ev.CHANNEL_CREATED, now, **ev.channel_data(channel)))
+            pending.append(
+                ev.ChannelCreated(
+                    tenant_id=caller.tenant_id,
+                    occurred_at=now,
+                    actor_id=caller.user_id,
+                    payload=ev.ChannelData.of(channel),
+                )
+            )
         return channel
 
     async def list_visible(self, caller: Caller) -> list[Channel]:
@@ -77,7 +84,12 @@ class ChannelService:
             )
             await tx.channels.update(updated)
             pending.append(
-                ev.event(caller.tenant_id, ev.CHANNEL_UPDATED, self._clock.now(), **ev.channel_data(updated))
+                ev.ChannelUpdated(
+                    tenant_id=caller.tenant_id,
+                    occurred_at=self._clock.now(),
+                    actor_id=caller.user_id,
+                    payload=ev.ChannelData.of(updated),
+                )
             )
         return updated
 
@@ -87,7 +99,12 @@ class ChannelService:
             await self._require_moderator(tx, caller, channel, "delete this channel")
             await tx.channels.delete(caller.tenant_id, channel_id)
             pending.append(
-                ev.event(caller.tenant_id, ev.CHANNEL_DELETED, self._clock.now(), **ev.channel_data(channel))
+                ev.ChannelDeleted(
+                    tenant_id=caller.tenant_id,
+                    occurred_at=self._clock.now(),
+                    actor_id=caller.user_id,
+                    payload=ev.ChannelData.of(channel),
+                )
             )
         self._access.forget_channel(channel_id)
         # After commit: the log's copies go too, so replays cannot resurrect the channel.
@@ -109,13 +126,13 @@ class ChannelService:
             if not await tx.channels.add_member(caller.tenant_id, channel_id, user_id, Role.MEMBER):
                 raise Conflict("already a member of this channel")
             pending.append(
-                ev.event(
-                    caller.tenant_id,
-                    ev.CHANNEL_MEMBER_ADDED,
-                    self._clock.now(),
-                    channelId=str(channel_id),
-                    userId=user_id,
-                    addedBy=caller.user_id,
+                ev.ChannelMemberAdded(
+                    tenant_id=caller.tenant_id,
+                    occurred_at=self._clock.now(),
+                    actor_id=caller.user_id,
+                    payload=ev.ChannelMemberAddedData(
+                        channel_id=channel_id, user_id=user_id, added_by=caller.user_id
+                    ),
                 )
             )
 
@@ -128,13 +145,13 @@ class ChannelService:
             if not await tx.channels.remove_member(channel_id, user_id):
                 raise NotFound("not a member of this channel")
             pending.append(
-                ev.event(
-                    caller.tenant_id,
-                    ev.CHANNEL_MEMBER_REMOVED,
-                    self._clock.now(),
-                    channelId=str(channel_id),
-                    userId=user_id,
-                    removedBy=caller.user_id,
+                ev.ChannelMemberRemoved(
+                    tenant_id=caller.tenant_id,
+                    occurred_at=self._clock.now(),
+                    actor_id=caller.user_id,
+                    payload=ev.ChannelMemberRemovedData(
+                        channel_id=channel_id, user_id=user_id, removed_by=caller.user_id
+                    ),
                 )
             )
         self._access.forget_member(channel_id, user_id)
@@ -147,13 +164,13 @@ class ChannelService:
             if not await tx.channels.add_member(caller.tenant_id, channel_id, caller.user_id, Role.MEMBER):
                 return  # joining twice is a no-op
             pending.append(
-                ev.event(
-                    caller.tenant_id,
-                    ev.CHANNEL_MEMBER_ADDED,
-                    self._clock.now(),
-                    channelId=str(channel_id),
-                    userId=caller.user_id,
-                    addedBy=caller.user_id,
+                ev.ChannelMemberAdded(
+                    tenant_id=caller.tenant_id,
+                    occurred_at=self._clock.now(),
+                    actor_id=caller.user_id,
+                    payload=ev.ChannelMemberAddedData(
+                        channel_id=channel_id, user_id=caller.user_id, added_by=caller.user_id
+                    ),
                 )
             )
 

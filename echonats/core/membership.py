@@ -6,12 +6,12 @@ import uuid
 from dataclasses import dataclass
 
 from echonats import model
-from echonats.core import events as ev
 from echonats.core.access import ChannelAccess, MemberCache
 from echonats.core.caller import Caller
 from echonats.core.event_sink import EventSink
 from echonats.core.ports import Clock, Store, TenantLimits, Transaction
 from echonats.model import Member, Principal, Role, Tenant, User
+from echonats.model import events as ev
 from echonats.model.errors import Conflict, Forbidden, NotFound, Unavailable, ValidationFailed
 
 DEFAULT_MAX_CHANNELS = 500
@@ -59,7 +59,14 @@ class MembershipService:
             await tx.tenants.add(tenant)
             await tx.users.ensure(admin)
             member = await tx.members.add(tenant.id, admin, Role.OWNER)
-            pending.append(ev.event(tenant.id, ev.MEMBER_JOINED, now, **ev.member_data(member)))
+            pending.append(
+                ev.MemberJoined(
+                    tenant_id=tenant.id,
+                    occurred_at=now,
+                    actor_id=principal.user_id,
+                    payload=ev.MemberData.of(member),
+                )
+            )
         return CreatedTenant(tenant, member)
 
     async def list_tenants(
@@ -90,12 +97,14 @@ class MembershipService:
             if tenant is None:
                 raise NotFound("tenant not found")
             pending.append(
-                ev.event(
-                    tenant_id,
-                    ev.TENANT_LIMITS_UPDATED,
-                    self._clock.now(),
-                    maxChannels=tenant.max_channels,
-                    maxMessagesPerSecond=tenant.max_messages_per_second,
+                ev.TenantLimitsUpdated(
+                    tenant_id=tenant_id,
+                    occurred_at=self._clock.now(),
+                    actor_id=principal.user_id,
+                    payload=ev.TenantLimitsData(
+                        max_channels=tenant.max_channels,
+                        max_messages_per_second=tenant.max_messages_per_second,
+                    ),
                 )
             )
         return tenant
@@ -112,7 +121,14 @@ class MembershipService:
                 raise NotFound("tenant not found")
             await tx.users.ensure(user)
             member = await tx.members.add(tenant_id, user, Role.MEMBER)
-            pending.append(ev.event(tenant_id, ev.MEMBER_JOINED, self._clock.now(), **ev.member_data(member)))
+            pending.append(
+                ev.MemberJoined(
+                    tenant_id=tenant_id,
+                    occurred_at=self._clock.now(),
+                    actor_id=principal.user_id,
+                    payload=ev.MemberData.of(member),
+                )
+            )
         return member
 
     # -- callers ------------------------------------------------------------------------------------
@@ -154,7 +170,12 @@ class MembershipService:
                 # token with the same sub must not rename this member elsewhere).
                 member = await tx.members.add(tenant_id, user, Role.MEMBER)
                 pending.append(
-                    ev.event(tenant_id, ev.MEMBER_JOINED, self._clock.now(), **ev.member_data(member))
+                    ev.MemberJoined(
+                        tenant_id=tenant_id,
+                        occurred_at=self._clock.now(),
+                        actor_id=principal.user_id,
+                        payload=ev.MemberData.of(member),
+                    )
                 )
         except Conflict:
             # A concurrent first call provisioned the same user; use what it created.
@@ -185,8 +206,11 @@ class MembershipService:
             updated = await tx.members.set_role(caller.tenant_id, user_id, role)
             assert updated is not None
             pending.append(
-                ev.event(
-                    caller.tenant_id, ev.MEMBER_ROLE_CHANGED, self._clock.now(), **ev.member_data(updated)
+                ev.MemberRoleChanged(
+                    tenant_id=caller.tenant_id,
+                    occurred_at=self._clock.now(),
+                    actor_id=caller.user_id,
+                    payload=ev.MemberData.of(updated),
                 )
             )
         self.members.forget(caller.tenant_id, user_id)
@@ -214,13 +238,13 @@ class MembershipService:
             await tx.channels.remove_user_everywhere(caller.tenant_id, user_id)
             await tx.members.remove(caller.tenant_id, user_id, ban=ban)
             pending.append(
-                ev.event(
-                    caller.tenant_id,
-                    ev.MEMBER_LEFT,
-                    self._clock.now(),
-                    userId=user_id,
-                    displayName=target.display_name,
-                    reason=reason,
+                ev.MemberLeft(
+                    tenant_id=caller.tenant_id,
+                    occurred_at=self._clock.now(),
+                    actor_id=caller.user_id,
+                    payload=ev.MemberLeftData(
+                        user_id=user_id, display_name=target.display_name, reason=reason
+                    ),
                 )
             )
         # This gateway at once; the others when the member.left event reaches them.
@@ -235,7 +259,12 @@ class MembershipService:
             if member is None:
                 raise NotFound("no removed member with this id")
             pending.append(
-                ev.event(caller.tenant_id, ev.MEMBER_JOINED, self._clock.now(), **ev.member_data(member))
+                ev.MemberJoined(
+                    tenant_id=caller.tenant_id,
+                    occurred_at=self._clock.now(),
+                    actor_id=caller.user_id,
+                    payload=ev.MemberData.of(member),
+                )
             )
         return member
 

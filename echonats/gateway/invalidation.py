@@ -10,7 +10,7 @@ disconnected with 4003.
 from __future__ import annotations
 
 import logging
-import uuid
+from typing import assert_never
 
 import msgspec
 from nats.aio.client import Client as NatsClient
@@ -18,11 +18,12 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from echonats.adapters.nats import subjects
-from echonats.adapters.nats.records import event_decoder
-from echonats.core import events as ev
+from echonats.adapters.nats.records import decode_event
 from echonats.core.access import ChannelAccess, MemberCache, TenantLimitsCache
 from echonats.gateway.connection import CLOSE_FORBIDDEN
 from echonats.gateway.fanout import Hub
+from echonats.model import DomainEvent
+from echonats.model import events as ev
 
 log = logging.getLogger(__name__)
 
@@ -36,40 +37,49 @@ REVOKING = (
 
 
 def apply_event(
-    access: ChannelAccess,
-    limits: TenantLimitsCache,
-    members: MemberCache,
-    tenant_id: uuid.UUID,
-    event_type: str,
-    data: dict[str, object],
+    access: ChannelAccess, limits: TenantLimitsCache, members: MemberCache, event: DomainEvent
 ) -> None:
-    if event_type == ev.TENANT_LIMITS_UPDATED:
-        limits.forget(tenant_id)
-        return
-    user_id = data.get("userId")
-    if event_type in (ev.MEMBER_LEFT, ev.MEMBER_ROLE_CHANGED) and isinstance(user_id, str):
-        members.forget(tenant_id, user_id)
-    channel_id = data.get("channelId")
-    if event_type == ev.CHANNEL_DELETED and isinstance(channel_id, str):
-        access.forget_channel(uuid.UUID(channel_id))
-    elif event_type == ev.CHANNEL_MEMBER_REMOVED and isinstance(channel_id, str) and isinstance(user_id, str):
-        access.forget_member(uuid.UUID(channel_id), user_id)
-    elif event_type == ev.MEMBER_LEFT and isinstance(user_id, str):
-        access.forget_user(user_id)
+    match event:
+        case ev.TenantLimitsUpdated():
+            limits.forget(event.tenant_id)
+        case ev.MemberLeft(payload=left):
+            members.forget(event.tenant_id, left.user_id)
+            access.forget_user(left.user_id)
+        case ev.MemberRoleChanged(payload=member):
+            members.forget(event.tenant_id, member.user_id)
+        case ev.ChannelDeleted(payload=channel):
+            access.forget_channel(channel.channel_id)
+        case ev.ChannelMemberRemoved(payload=removed):
+            access.forget_member(removed.channel_id, removed.user_id)
+        case ev.ChannelCreated() | ev.ChannelUpdated() | ev.ChannelMemberAdded() | ev.MemberJoined():
+            pass  # grants nothing away: caches hold only what was checked, and may keep it
+        case _:
+            assert_never(event)
 
 
-def revoke_live_access(hub: Hub, tenant_id: uuid.UUID, event_type: str, data: dict[str, object]) -> None:
+def revoke_live_access(hub: Hub, event: DomainEvent) -> None:
     """Synchronous on purpose: the event callback must not yield before live sockets stop
     receiving what they lost, or a message stored after the revocation could slip through."""
-    user_id = data.get("userId")
-    channel_id = data.get("channelId")
-    if event_type == ev.MEMBER_LEFT and isinstance(user_id, str):
-        for conn in hub.connections_of(tenant_id, user_id):
-            conn.close(CLOSE_FORBIDDEN, "no longer a member of this workspace")
-    elif event_type == ev.CHANNEL_DELETED and isinstance(channel_id, str):
-        hub.revoke_channel(tenant_id, uuid.UUID(channel_id))
-    elif event_type == ev.CHANNEL_MEMBER_REMOVED and isinstance(channel_id, str) and isinstance(user_id, str):
-        hub.revoke_member(tenant_id, uuid.UUID(channel_id), user_id)  # re-checked against the database
+    match event:
+        case ev.MemberLeft(payload=left):
+            for conn in hub.connections_of(event.tenant_id, left.user_id):
+                conn.close(CLOSE_FORBIDDEN, "no longer a member of this workspace")
+        case ev.ChannelDeleted(payload=channel):
+            hub.revoke_channel(event.tenant_id, channel.channel_id)
+        case ev.ChannelMemberRemoved(payload=removed):
+            # Re-checked against the database: a public channel stays readable.
+            hub.revoke_member(event.tenant_id, removed.channel_id, removed.user_id)
+        case (
+            ev.ChannelCreated()
+            | ev.ChannelUpdated()
+            | ev.ChannelMemberAdded()
+            | ev.MemberJoined()
+            | ev.MemberRoleChanged()
+            | ev.TenantLimitsUpdated()
+        ):
+            pass  # no live delivery is lost (a role change moves no channel access)
+        case _:
+            assert_never(event)
 
 
 async def listen_for_revocations(
@@ -81,10 +91,10 @@ async def listen_for_revocations(
 ) -> list[Subscription]:
     async def on_event(msg: Msg) -> None:
         try:
-            record = event_decoder.decode(msg.data)
-            apply_event(access, limits, members, record.tenant_id, record.type, record.data)
+            record = decode_event(msg.data)
+            apply_event(access, limits, members, record)
             if hub is not None:
-                revoke_live_access(hub, record.tenant_id, record.type, record.data)
+                revoke_live_access(hub, record)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             log.warning("ignored an undecodable event on %s: %s", msg.subject, exc)
 

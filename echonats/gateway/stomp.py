@@ -55,8 +55,7 @@ from nats.aio.subscription import Subscription
 from echonats import __version__, metrics
 from echonats.adapters.nats import subjects
 from echonats.adapters.nats.errors import NATS_ERRORS
-from echonats.adapters.nats.records import event_decoder
-from echonats.core import events as ev
+from echonats.adapters.nats.records import decode_event
 from echonats.core.caller import Caller
 from echonats.gateway import stomp_frames as sf
 from echonats.gateway.auth import authenticate, bearer_token, unexpired
@@ -69,6 +68,7 @@ from echonats.gateway.stomp_connection import StompConnection
 from echonats.gateway.stomp_frames import Frame
 from echonats.gateway.ws import CLOSE_TOO_MANY_CONNECTIONS, CLOSE_TRY_AGAIN_LATER, Realtime, refused_upgrade
 from echonats.gateway.ws_framing import release_handshake
+from echonats.model import events as ev
 from echonats.model.errors import (
     EchonatsError,
     Forbidden,
@@ -283,7 +283,7 @@ class _Session:
     def _event_callback(self, conn: Connection, sub_id: str, destination: str) -> Any:
         async def on_event(msg: Msg) -> None:
             try:
-                record = event_decoder.decode(msg.data)
+                record = decode_event(msg.data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 log.warning("ignored an undecodable event on %s: %s", msg.subject, exc)
                 return

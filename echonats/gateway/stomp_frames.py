@@ -27,8 +27,8 @@ from datetime import datetime
 
 import msgspec
 
-from echonats.core import events as ev
 from echonats.model import Message
+from echonats.model import events as ev
 
 CLIENT_COMMANDS = frozenset(
     {

@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from echonats.core import events as ev
 from echonats.core.caller import Caller
 from echonats.core.ports import TenantLimits
 from echonats.core.services import Services
 from echonats.model import Channel, Role
+from echonats.model import events as ev
 from echonats.model.errors import Conflict, Forbidden, LimitExceeded, NotFound, Unavailable, ValidationFailed
 from tests.unit.fakes import PLATFORM_ADMIN, Harness
 

@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from echonats.core.ports import Appended
-from echonats.model import Channel, DomainEvent, NewMessage, Role, Tenant, User
+from echonats.model import Channel, NewMessage, Role, Tenant, User
+from echonats.model import events as ev
 from echonats.model.errors import Conflict, Unavailable
 from tests.unit.fakes import EPOCH, FakeMessageLog, InMemoryStore, RecordingPublisher
 
@@ -180,7 +181,11 @@ async def test_log_dedupes_and_reports_only_unpersisted_messages() -> None:
 
 async def test_publisher_forgets_outbox_rows_only_when_it_publishes() -> None:
     store = InMemoryStore()
-    event = DomainEvent(uuid.uuid4(), uuid.uuid4(), "member.joined", EPOCH, {})
+    event = ev.MemberJoined(
+        tenant_id=uuid.uuid4(),
+        occurred_at=EPOCH,
+        payload=ev.MemberData(user_id="ann", display_name="Ann", role="member"),
+    )
     async with store.transaction() as tx:
         await tx.outbox.add(event)
     publisher = RecordingPublisher(store)

@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
-from echonats.core import events as ev
 from echonats.core.caller import Caller
 from echonats.core.membership import DEFAULT_MAX_CHANNELS, MembershipService
 from echonats.core.ports import TenantLimits
 from echonats.model import DomainEvent, Principal, Role
+from echonats.model import events as ev
 from echonats.model.errors import Conflict, Forbidden, NotFound, Unavailable, ValidationFailed
 from tests.unit.fakes import PLATFORM_ADMIN, Harness, RecordingPublisher, principal
 

@@ -1,0 +1,153 @@
+"""Domain entities and their limits: plain immutable values."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+MAX_BODY_CHARS = 4000
+MAX_CHANNEL_NAME_CHARS = 80
+MAX_TOPIC_CHARS = 250
+MAX_TENANT_NAME_CHARS = 100
+MAX_DISPLAY_NAME_CHARS = 100
+MAX_USER_ID_CHARS = 255
+MAX_NONCE_CHARS = 64
+MAX_EMAIL_CHARS = 320
+# Message ids are PostgreSQL bigints (JetStream sequences are uint64, but never get this far).
+MAX_MESSAGE_ID = 2**63 - 1
+PLATFORM_ADMIN_ROLE = "platform-admin"
+
+
+class PresenceStatus(enum.StrEnum):
+    ONLINE = "online"
+    IDLE = "idle"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    tenant_id: uuid.UUID
+    user_id: str
+    status: PresenceStatus
+
+
+class Role(enum.StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+    @property
+    def can_administer(self) -> bool:
+        return self in (Role.OWNER, Role.ADMIN)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, as established by the token (or the static admin token)."""
+
+    user_id: str
+    tenant_id: uuid.UUID | None
+    display_name: str
+    email: str | None = None
+    roles: frozenset[str] = frozenset()
+    # The token's `exp`: a socket opened with it is closed then. None: never (the static admin token).
+    expires_at: datetime | None = None
+
+    @property
+    def is_platform_admin(self) -> bool:
+        return PLATFORM_ADMIN_ROLE in self.roles
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: uuid.UUID
+    name: str
+    max_channels: int
+    max_messages_per_second: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    display_name: str
+    email: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A user's membership of a tenant."""
+
+    tenant_id: uuid.UUID
+    user_id: str
+    display_name: str
+    email: str | None
+    role: Role
+    joined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: str
+    topic: str
+    is_private: bool
+    created_by: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelMember:
+    channel_id: uuid.UUID
+    user_id: str
+    display_name: str
+    role: Role
+    joined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message about to be appended to the log (it has no id yet)."""
+
+    tenant_id: uuid.UUID
+    channel_id: uuid.UUID
+    sender_id: str
+    sender_display_name: str
+    body: str
+    nonce: str | None
+    created_at: datetime
+
+    @property
+    def dedupe_key(self) -> str | None:
+        """What makes a resend "the same message": channel, sender and nonce. None without a nonce.
+
+        Unambiguous for any sender id and nonce (both may contain any separator): the sender id is
+        length-prefixed before hashing, so no two different (sender, nonce) pairs hash the same
+        input; the channel id is a fixed-format UUID. Plain ASCII, usable as a header or key."""
+        if self.nonce is None:
+            return None
+        identity = f"{len(self.sender_id)}:{self.sender_id}{self.nonce}".encode()
+        return f"{self.channel_id}.{hashlib.sha256(identity).hexdigest()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    tenant_id: uuid.UUID
+    channel_id: uuid.UUID
+    sender_id: str
+    sender_display_name: str
+    body: str
+    nonce: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    items: list[Message]  # newest first
+    next_cursor: int | None
+    has_more: bool

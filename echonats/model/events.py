@@ -1,0 +1,169 @@
+"""Domain events: one msgspec Struct per event type, tagged on ``type``, with the actor.
+
+An event says what happened to a tenant; it is stored in the outbox with the change and published
+after commit on ``echo.<tenantId>.events.<type>``. On the wire::
+
+    {"type": "channel.created", "id": ..., "tenantId": ..., "occurredAt": ..., "actorId": ...,
+     "data": {...}}
+
+Tolerant on decode (stored events outlive the code that wrote them): unknown fields are ignored, and
+a field added later must have a default. ``DomainEvent`` is the union every producer and consumer
+names, so a ``match`` over it is checked for exhaustiveness by mypy (``assert_never``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import ClassVar
+
+import msgspec
+
+from echonats.model.entities import Channel, Member
+
+CHANNEL_CREATED = "channel.created"  # EchoPulse: channels.create
+CHANNEL_UPDATED = "channel.updated"
+CHANNEL_DELETED = "channel.deleted"  # EchoPulse: channels.delete
+CHANNEL_MEMBER_ADDED = "channel.member_added"
+CHANNEL_MEMBER_REMOVED = "channel.member_removed"
+MEMBER_JOINED = "member.joined"  # EchoPulse: user.join-server
+MEMBER_LEFT = "member.left"  # EchoPulse: user.leave-server
+MEMBER_ROLE_CHANGED = "member.role_changed"
+TENANT_LIMITS_UPDATED = "tenant.limits_updated"
+
+
+# -- what the events carry ("data" on the wire) ----------------------------------------------------
+class _Data(msgspec.Struct, rename="camel", frozen=True, kw_only=True):
+    pass
+
+
+class ChannelData(_Data, frozen=True):
+    channel_id: uuid.UUID
+    name: str
+    topic: str
+    is_private: bool
+    created_by: str | None
+
+    @classmethod
+    def of(cls, channel: Channel) -> ChannelData:
+        return cls(
+            channel_id=channel.id,
+            name=channel.name,
+            topic=channel.topic,
+            is_private=channel.is_private,
+            created_by=channel.created_by,
+        )
+
+
+class MemberData(_Data, frozen=True):
+    user_id: str
+    display_name: str
+    role: str
+
+    @classmethod
+    def of(cls, member: Member) -> MemberData:
+        return cls(user_id=member.user_id, display_name=member.display_name, role=member.role.value)
+
+
+class ChannelMemberAddedData(_Data, frozen=True):
+    channel_id: uuid.UUID
+    user_id: str
+    added_by: str
+
+
+class ChannelMemberRemovedData(_Data, frozen=True):
+    channel_id: uuid.UUID
+    user_id: str
+    removed_by: str
+
+
+class MemberLeftData(_Data, frozen=True):
+    user_id: str
+    display_name: str
+    reason: str  # "left" or "removed"
+
+
+class TenantLimitsData(_Data, frozen=True):
+    max_channels: int | None
+    max_messages_per_second: int | None
+
+
+# -- the events ------------------------------------------------------------------------------------
+class Event(msgspec.Struct, tag_field="type", rename="camel", frozen=True, kw_only=True):
+    """The envelope every event shares. ``actor_id``: the user whose request caused it (None: the
+    platform itself, e.g. the static admin token)."""
+
+    tenant_id: uuid.UUID
+    occurred_at: datetime
+    actor_id: str | None = None
+    id: uuid.UUID = msgspec.field(default_factory=uuid.uuid4)  # JetStream dedupes on it
+
+    TYPE: ClassVar[str]
+
+    @property
+    def type(self) -> str:
+        return self.TYPE
+
+    @property
+    def data(self) -> dict[str, object]:
+        """What the event carries, as on the wire (camelCase keys, ids as strings)."""
+        result: dict[str, object] = msgspec.to_builtins(getattr(self, "payload"))  # noqa: B009 - every subclass has it
+        return result
+
+
+class ChannelCreated(Event, tag=CHANNEL_CREATED, frozen=True):
+    TYPE = CHANNEL_CREATED
+    payload: ChannelData = msgspec.field(name="data")
+
+
+class ChannelUpdated(Event, tag=CHANNEL_UPDATED, frozen=True):
+    TYPE = CHANNEL_UPDATED
+    payload: ChannelData = msgspec.field(name="data")
+
+
+class ChannelDeleted(Event, tag=CHANNEL_DELETED, frozen=True):
+    TYPE = CHANNEL_DELETED
+    payload: ChannelData = msgspec.field(name="data")
+
+
+class ChannelMemberAdded(Event, tag=CHANNEL_MEMBER_ADDED, frozen=True):
+    TYPE = CHANNEL_MEMBER_ADDED
+    payload: ChannelMemberAddedData = msgspec.field(name="data")
+
+
+class ChannelMemberRemoved(Event, tag=CHANNEL_MEMBER_REMOVED, frozen=True):
+    TYPE = CHANNEL_MEMBER_REMOVED
+    payload: ChannelMemberRemovedData = msgspec.field(name="data")
+
+
+class MemberJoined(Event, tag=MEMBER_JOINED, frozen=True):
+    TYPE = MEMBER_JOINED
+    payload: MemberData = msgspec.field(name="data")
+
+
+class MemberLeft(Event, tag=MEMBER_LEFT, frozen=True):
+    TYPE = MEMBER_LEFT
+    payload: MemberLeftData = msgspec.field(name="data")
+
+
+class MemberRoleChanged(Event, tag=MEMBER_ROLE_CHANGED, frozen=True):
+    TYPE = MEMBER_ROLE_CHANGED
+    payload: MemberData = msgspec.field(name="data")
+
+
+class TenantLimitsUpdated(Event, tag=TENANT_LIMITS_UPDATED, frozen=True):
+    TYPE = TENANT_LIMITS_UPDATED
+    payload: TenantLimitsData = msgspec.field(name="data")
+
+
+DomainEvent = (
+    ChannelCreated
+    | ChannelUpdated
+    | ChannelDeleted
+    | ChannelMemberAdded
+    | ChannelMemberRemoved
+    | MemberJoined
+    | MemberLeft
+    | MemberRoleChanged
+    | TenantLimitsUpdated
+)
