@@ -36,6 +36,9 @@ consumer_pending = Gauge(
 consumer_ack_pending = Gauge(
     "echonats_jetstream_consumer_ack_pending", "Messages delivered but not yet acknowledged", ["consumer"]
 )
+rate_limit_fail_open = Counter(
+    "echonats_rate_limit_fail_open_total", "Sends allowed without a rate-limit check because Redis failed"
+)
 
 # Fanout (gateway). These four keep the echostream_ names they were first published under (dashboards
 # may use them); every other metric is echonats_.

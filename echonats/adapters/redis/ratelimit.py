@@ -18,16 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from prometheus_client import Counter
 
-from echonats.adapters.redis.realtime import REDIS_ERRORS, as_text
+from echonats import metrics
+from echonats.adapters.redis.errors import REDIS_ERRORS
+from echonats.adapters.redis.realtime import as_text
 from echonats.model.errors import RateLimited
 
 log = logging.getLogger(__name__)
-
-rate_limit_fail_open = Counter(
-    "echonats_rate_limit_fail_open_total", "Sends allowed without a rate-limit check because Redis failed"
-)
 
 # GCRA: a bucket is its "theoretical arrival time" (TAT, unix ms). A send is allowed when, after
 # adding one emission interval, the TAT is at most `burst` intervals ahead of now; the excess is
@@ -218,7 +215,7 @@ class RedisRateLimiter:
                 request.answer.set_result((int(granted), int(retry), as_text(scope)))
 
     def _fail_open(self, exc: BaseException, requests: int) -> None:
-        rate_limit_fail_open.inc(requests)
+        metrics.rate_limit_fail_open.inc(requests)
         now = time.monotonic()
         if now - self._last_warning >= FAIL_OPEN_LOG_INTERVAL_S:
             self._last_warning = now

@@ -17,15 +17,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
+from echonats.adapters.redis.errors import REDIS_ERRORS, unavailable
 from echonats.core.ports import ConnectionBeat
 from echonats.model import PresenceChange, PresenceStatus
-from echonats.model.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
-REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 # -- presence --------------------------------------------------------------------------------------
 
@@ -183,10 +181,8 @@ class RedisPresenceStore:
         self, tenant_id: uuid.UUID, user_id: str, connection_id: str
     ) -> PresenceChange | None:
         args: list[str | int] = [due_member(tenant_id, user_id), self._idle_ms, connection_id]
-        try:
+        with unavailable("presence"):
             result = await self._remove(keys=presence_keys(tenant_id, user_id), args=args)
-        except REDIS_ERRORS as exc:
-            raise Unavailable(f"Redis: presence: {exc!r}") from exc
         return _change(tenant_id, user_id, result)
 
     async def heartbeat(self, beats: Sequence[ConnectionBeat]) -> list[PresenceChange]:
@@ -217,10 +213,8 @@ class RedisPresenceStore:
 
     async def due_members(self, limit: int) -> list[str]:
         """Users whose status may have changed by itself (``sweep`` step one; public for tests)."""
-        try:
+        with unavailable("presence sweep"):
             members = await self._due(keys=[DUE_KEY], args=[limit])
-        except REDIS_ERRORS as exc:
-            raise Unavailable(f"Redis: presence sweep: {exc!r}") from exc
         return [as_text(m) for m in members]
 
     async def settle_members(self, members: Sequence[str]) -> list[PresenceChange]:
@@ -240,23 +234,19 @@ class RedisPresenceStore:
     async def statuses(self, tenant_id: uuid.UUID, user_ids: Sequence[str]) -> dict[str, PresenceStatus]:
         unique = list(dict.fromkeys(user_ids))
         out: dict[str, PresenceStatus] = {}
-        try:
+        with unavailable("presence"):
             for start in range(0, len(unique), SWEEP_BATCH):
                 chunk = unique[start : start + SWEEP_BATCH]
                 keys = [k for u in chunk for k in presence_keys(tenant_id, u)[:2]]
                 found = await self._statuses(keys=keys, args=[self._idle_ms])
                 out.update((u, PresenceStatus(as_text(s))) for u, s in zip(chunk, found, strict=True))
-        except REDIS_ERRORS as exc:
-            raise Unavailable(f"Redis: presence: {exc!r}") from exc
         return out
 
     async def _pipelined(self, queue: Any) -> list[Any]:
-        try:
+        with unavailable("presence"):
             async with self._client.pipeline(transaction=False) as pipe:
                 await queue(pipe)
                 return list(await pipe.execute())
-        except REDIS_ERRORS as exc:
-            raise Unavailable(f"Redis: presence: {exc!r}") from exc
 
 
 def _change(tenant_id: uuid.UUID, user_id: str, result: object) -> PresenceChange | None:
