@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import sys
@@ -69,10 +68,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _token(args, settings)
     configure_logging(settings.log)
     if command == "migrate":
-        from echonats.adapters.postgres.migrations import apply_migrations
+        from echonats.bootstrap.migrate import migrate
 
         _, database_url, _ = settings.require_service_urls()
-        applied = asyncio.run(apply_migrations(database_url))
+        applied = migrate(database_url)
         print(f"applied migrations: {applied or 'none pending'}")
         return 0
     if command == "gateway":

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from echonats.envconfig import Variable, env, group_from_env, groups, variables_of
 from echonats.model.errors import ConfigError
 
+# Used only by `echonats run` on a local stack and by `echonats token` when no secret is set, so
+# the two agree out of the box; a gateway started on its own never falls back to it.
+DEV_JWT_SECRET = "echonats-local-development-secret-not-for-production"  # noqa: S105 - documented dev-only
+
 
 @dataclass(frozen=True, slots=True)
 class NatsSettings:

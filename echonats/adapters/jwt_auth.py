@@ -20,11 +20,7 @@ from jwt.types import Options
 from echonats import model
 from echonats.model import MAX_DISPLAY_NAME_CHARS, Principal
 from echonats.model.errors import ConfigError, Unauthenticated, ValidationFailed
-from echonats.settings import AuthSettings
-
-# Used only by `echonats run` on a local stack and by `echonats token` when no secret is set, so
-# the two agree out of the box; a gateway started on its own never falls back to it.
-DEV_JWT_SECRET = "echonats-local-development-secret-not-for-production"  # noqa: S105 - documented dev-only
+from echonats.settings import DEV_JWT_SECRET, AuthSettings
 
 
 def _nest(path: str, value: object) -> dict[str, object]:

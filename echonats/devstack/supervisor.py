@@ -8,7 +8,6 @@ finishes its batch), and only then the local services they were using.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -19,13 +18,12 @@ import threading
 import time
 import urllib.request
 
-from echonats.adapters.jwt_auth import DEV_JWT_SECRET
-from echonats.adapters.postgres.migrations import apply_migrations
+from echonats.bootstrap.migrate import migrate
 from echonats.devstack.children import EXIT_CONFIG, Children, FatalExit
 from echonats.devstack.stack import LocalStack
 from echonats.logs import configure_logging
 from echonats.model.errors import Unavailable
-from echonats.settings import Settings
+from echonats.settings import DEV_JWT_SECRET, Settings
 
 log = logging.getLogger("echonats.devstack.supervisor")
 
@@ -100,7 +98,7 @@ def run_all(settings: Settings, *, gateways: int) -> int:
             env["ECHONATS_JWT_SECRET"] = DEV_JWT_SECRET
             print("echonats: ECHONATS_JWT_SECRET unset: using the local-development secret", file=sys.stderr)
         env.setdefault("ECHONATS_LOG_FORMAT", "text")
-        asyncio.run(apply_migrations(env["ECHONATS_DATABASE_URL"]))
+        migrate(env["ECHONATS_DATABASE_URL"])
         if stop.is_set():  # Ctrl-C while the services were starting
             return 0
 

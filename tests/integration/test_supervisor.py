@@ -23,9 +23,9 @@ import asyncpg
 import httpx
 import pytest
 
-from echonats.adapters.jwt_auth import DEV_JWT_SECRET, mint_dev_token
+from echonats.adapters.jwt_auth import mint_dev_token
 from echonats.devstack.stack import free_port
-from echonats.settings import load_settings
+from echonats.settings import DEV_JWT_SECRET, load_settings
 from tests.integration.api import bearer, wait_for
 from tests.integration.realtime import Client, ws_client
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from echonats.adapters.jwt_auth import DEV_JWT_SECRET, mint_dev_token
+from echonats.adapters.jwt_auth import mint_dev_token
 from echonats.model.errors import ConfigError
-from echonats.settings import load_settings
+from echonats.settings import DEV_JWT_SECRET, load_settings
 
 
 def test_dev_token_carries_configured_claims() -> None:
