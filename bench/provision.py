@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from echonats.adapters.jwt_auth import mint_dev_token
+from echonats.adapters.dev_tokens import mint_dev_token
 from echonats.settings import AuthSettings
 
 TOKEN_TTL_S = 6 * 3600

@@ -94,7 +94,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
-    from echonats.adapters.jwt_auth import mint_dev_token
+    from echonats.adapters.dev_tokens import mint_dev_token
 
     if not settings.auth.jwt_secret:
         print(

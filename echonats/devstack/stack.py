@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from types import TracebackType
 
 from echonats.devstack import pginstall
 from echonats.devstack.binaries import find_nats_server, find_valkey_server, postgres_bindir_candidates
+from echonats.devstack.readiness import http_ok, pg_ready, redis_ping
 from echonats.model.errors import EchonatsError
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ class LocalStack:
             ws_url = f"ws://127.0.0.1:{ws_port}"
         service = self._spawn("nats", argv, directory, signal.SIGTERM)
         monitor_url = f"http://127.0.0.1:{monitor}"
-        self._wait(service, lambda: _http_ok(f"{monitor_url}/healthz?js-enabled-only=true"))
+        self._wait(service, lambda: http_ok(f"{monitor_url}/healthz?js-enabled-only=true"))
         return {
             "nats_url": f"nats://127.0.0.1:{port}",
             "nats_monitor_url": monitor_url,
@@ -272,7 +272,7 @@ class LocalStack:
             "no",
         ]
         service = self._spawn("redis", argv, directory, signal.SIGTERM)
-        self._wait(service, lambda: _redis_ping(port))
+        self._wait(service, lambda: redis_ping(port))
         return f"redis://127.0.0.1:{port}/0"
 
     def _start_postgres(self) -> str:
@@ -316,7 +316,7 @@ class LocalStack:
         # SIGINT is PostgreSQL's "fast shutdown"; SIGTERM would wait for every client to leave.
         argv = [*run_as, str(bindir / "postgres"), "-D", str(data), *settings]
         service = self._spawn("postgres", argv, directory, signal.SIGINT)
-        self._wait(service, lambda: _pg_ready(bindir, port))
+        self._wait(service, lambda: pg_ready(bindir, port))
         created = subprocess.run(
             [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "echonats"],
             capture_output=True,
@@ -377,27 +377,3 @@ def _tail(service: _Service) -> str:
         return service.log_path.read_text(errors="replace")[-800:].strip()
     except OSError:
         return "(no log)"
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=0.5) as response:  # noqa: S310 - loopback URL we built
-            return int(response.status) == 200
-    except OSError:
-        return False
-
-
-def _redis_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def _pg_ready(bindir: Path, port: int) -> bool:
-    result = subprocess.run(
-        [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"], check=False
-    )
-    return result.returncode == 0

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from litestar.testing import AsyncTestClient
 
-from echonats.adapters.jwt_auth import mint_dev_token
+from echonats.adapters.dev_tokens import mint_dev_token
 from echonats.bootstrap.gateway import create_gateway_app
 from echonats.bootstrap.resources import open_resources
 from echonats.settings import Settings

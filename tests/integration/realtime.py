@@ -149,7 +149,7 @@ import httpx  # noqa: E402
 import nats  # noqa: E402
 from nats.aio.client import Client as NatsClient  # noqa: E402
 
-from echonats.adapters.jwt_auth import mint_dev_token  # noqa: E402
+from echonats.adapters.dev_tokens import mint_dev_token  # noqa: E402
 from echonats.devstack.stack import find_nats_server, set_parent_death_signal  # noqa: E402
 from tests.integration.api import bearer, wait_for  # noqa: E402
 

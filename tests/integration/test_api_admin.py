@@ -4,7 +4,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from echonats.adapters.jwt_auth import mint_dev_token
+from echonats.adapters.dev_tokens import mint_dev_token
 from echonats.settings import Settings
 from tests.integration.api import Workspace, bearer
 from tests.integration.conftest import ADMIN_TOKEN

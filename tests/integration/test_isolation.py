@@ -64,7 +64,7 @@ async def test_ids_from_another_tenant_behave_as_not_found(
 async def test_token_for_a_tenant_that_does_not_exist(
     client: AsyncTestClient[Any], workspace: Workspace
 ) -> None:
-    from echonats.adapters.jwt_auth import mint_dev_token
+    from echonats.adapters.dev_tokens import mint_dev_token
 
     token = mint_dev_token(
         workspace.settings.auth, tenant_id="00000000-0000-4000-8000-000000000000", user_id="x"

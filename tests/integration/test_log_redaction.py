@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from echonats.adapters.jwt_auth import mint_dev_token
+from echonats.adapters.dev_tokens import mint_dev_token
 from echonats.devstack.stack import free_port
 from echonats.settings import load_settings
 from tests.integration.api import wait_for

@@ -21,7 +21,7 @@ import nats
 import pytest
 from nats.js.errors import NotFoundError
 
-from echonats.adapters.jwt_auth import mint_dev_token
+from echonats.adapters.dev_tokens import mint_dev_token
 from echonats.adapters.nats import subjects
 from echonats.devstack.stack import StackUrls
 from echonats.settings import AuthSettings, load_settings

@@ -29,7 +29,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from echonats.adapters.jwt_auth import mint_dev_token
+from echonats.adapters.dev_tokens import mint_dev_token
 from echonats.settings import Settings
 from tests.integration.api import Workspace, bearer, create_workspace
 from tests.integration.conftest import ADMIN_TOKEN

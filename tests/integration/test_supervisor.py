@@ -23,7 +23,7 @@ import asyncpg
 import httpx
 import pytest
 
-from echonats.adapters.jwt_auth import mint_dev_token
+from echonats.adapters.dev_tokens import mint_dev_token
 from echonats.devstack.stack import free_port
 from echonats.settings import DEV_JWT_SECRET, load_settings
 from tests.integration.api import bearer, wait_for

@@ -16,7 +16,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from echonats.adapters.jwt_auth import JwtVerifier, mint_dev_token
+from echonats.adapters.dev_tokens import mint_dev_token
+from echonats.adapters.jwt_auth import JwtVerifier
 from echonats.gateway.stomp_frames import FrameParser, serialize
 from echonats.model import Principal
 from echonats.settings import Settings

@@ -3,7 +3,7 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from echonats.adapters.jwt_auth import mint_dev_token
+from echonats.adapters.dev_tokens import mint_dev_token
 from echonats.model.errors import ConfigError
 from echonats.settings import DEV_JWT_SECRET, load_settings
 

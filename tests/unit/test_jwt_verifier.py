@@ -13,7 +13,8 @@ from typing import Any
 import jwt
 import pytest
 
-from echonats.adapters.jwt_auth import MAX_TOKEN_CHARS, JwtVerifier, mint_dev_token
+from echonats.adapters.dev_tokens import mint_dev_token
+from echonats.adapters.jwt_auth import MAX_TOKEN_CHARS, JwtVerifier
 from echonats.model.errors import ConfigError, Unauthenticated
 from echonats.settings import AuthSettings
 
