@@ -11,6 +11,7 @@ import uvicorn
 from litestar import Litestar
 
 from echonats.adapters.jwt_auth import JwtVerifier
+from echonats.adapters.nats.live import NatsAnnouncer, NatsLiveFeed
 from echonats.adapters.nats.message_log import JetStreamMessageLog
 from echonats.adapters.nats.streams import DUPLICATE_WINDOW
 from echonats.adapters.redis.ratelimit import RedisRateLimiter
@@ -35,23 +36,24 @@ async def realtime_for(
     settings: Settings, resources: Resources, services: Services, verifier: TokenVerifier
 ) -> AsyncIterator[Realtime]:
     rt = settings.realtime
-    hub = Hub(
-        resources.nats, JetStreamMessageLog(resources.nats), services.access, replay_limit=rt.replay_limit
-    )
+    feed = NatsLiveFeed(resources.nats)
+    announcer = NatsAnnouncer(resources.nats)
+    hub = Hub(feed, JetStreamMessageLog(resources.nats), services.access, replay_limit=rt.replay_limit)
     resources.reconnect_listeners.append(hub.catch_up)
-    await listen_for_revocations(
-        resources.nats, services.access, services.tenant_limits, services.membership.members, hub
+    revocations = await listen_for_revocations(
+        feed, services.access, services.tenant_limits, services.membership.members, hub
     )
     presence_store = RedisPresenceStore(
         resources.redis, ttl_s=rt.presence_ttl_s, idle_after_s=rt.presence_idle_after_s
     )
-    tracker = PresenceTracker(presence_store, resources.nats, heartbeat_s=rt.presence_heartbeat_s)
+    tracker = PresenceTracker(presence_store, announcer, heartbeat_s=rt.presence_heartbeat_s)
     tracker.start()
     try:
         yield Realtime(
             services=services,
             hub=hub,
-            nc=resources.nats,
+            feed=feed,
+            typing_publisher=announcer,
             presence=tracker,
             typing=RedisTypingThrottle(resources.redis, interval_s=rt.typing_interval_s),
             send_queue=rt.send_queue,
@@ -63,6 +65,7 @@ async def realtime_for(
         )
     finally:
         await tracker.stop()
+        await revocations.cancel()
         await hub.close()
 
 

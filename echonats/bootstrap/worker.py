@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from prometheus_client import start_http_server
 
+from echonats.adapters.nats.live import NatsAnnouncer
 from echonats.adapters.redis.realtime import RedisPresenceStore
 from echonats.bootstrap.resources import open_resources, prepare_streams
 from echonats.settings import Settings
@@ -38,7 +39,7 @@ async def _run(settings: Settings) -> None:
                         ttl_s=settings.realtime.presence_ttl_s,
                         idle_after_s=settings.realtime.presence_idle_after_s,
                     ),
-                    resources.nats,
+                    NatsAnnouncer(resources.nats),
                 ).run(stop),
                 name="presence-sweeper",
             ),

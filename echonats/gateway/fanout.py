@@ -1,4 +1,4 @@
-"""Interest-based fanout: one NATS subscription per channel (and per tenant for presence) that has
+"""Interest-based fanout: one live-feed interest per channel (and per tenant for presence) that has
 at least one local socket; each message is encoded once and offered to every local socket.
 
 Messages arrive from the stream's RePublish (``...live``) with their id and the previous id of the
@@ -16,21 +16,12 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-
 from echonats import metrics
-from echonats.adapters.nats import subjects
-from echonats.adapters.nats.errors import NATS_ERRORS
-from echonats.adapters.nats.message_log import JetStreamMessageLog
-from echonats.adapters.nats.records import message_decoder, typing_decoder
 from echonats.core.access import ChannelAccess
+from echonats.core.ports import Interest, LiveFeed, MessageLog, TypingNotice
 from echonats.gateway.connection import Connection, SharedFrames
-from echonats.model import Message
+from echonats.model import Message, PresenceChange
 from echonats.model.errors import EchonatsError, NotFound
-from echonats.workers.presence import presence_decoder
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +47,8 @@ class _Channel:
     channel_id: uuid.UUID
     sockets: set[Connection] = field(default_factory=set)  # live: every message goes to these
     waiting: dict[Connection, _Waiting] = field(default_factory=dict)
-    subscriptions: list[Subscription] = field(default_factory=list)
-    # Done once the channel's NATS interest is registered at the server (see _listen).
+    interest: Interest | None = None
+    # Done once the channel's interest is registered at the server (see _listen).
     listening: asyncio.Future[None] | None = None
     last_id: int | None = None
 
@@ -69,14 +60,14 @@ class _Channel:
 @dataclass(eq=False, slots=True)
 class _Tenant:
     sockets: set[Connection] = field(default_factory=set)
-    subscription: Subscription | None = None
+    interest: Interest | None = None
 
 
 class Hub:
     def __init__(
-        self, nc: NatsClient, log_reader: JetStreamMessageLog, access: ChannelAccess, *, replay_limit: int
+        self, feed: LiveFeed, log_reader: MessageLog, access: ChannelAccess, *, replay_limit: int
     ) -> None:
-        self._nc = nc
+        self._feed = feed
         self._log = log_reader
         self._access = access
         self._replay_limit = replay_limit
@@ -90,9 +81,7 @@ class Hub:
         tenant = self._tenants.get(conn.tenant_id)
         if tenant is None:
             tenant = self._tenants[conn.tenant_id] = _Tenant()
-            tenant.subscription = await self._nc.subscribe(
-                f"{subjects.ROOT}.{conn.tenant_id}.presence.*", cb=self._on_presence
-            )
+            tenant.interest = await self._feed.watch_presence(conn.tenant_id, self._on_presence)
         tenant.sockets.add(conn)
 
     async def detach(self, conn: Connection) -> None:
@@ -104,7 +93,7 @@ class Hub:
             tenant.sockets.discard(conn)
             if not tenant.sockets:
                 del self._tenants[conn.tenant_id]
-                await _unsubscribe(tenant.subscription)
+                await _cancel(tenant.interest)
 
     def connections_of(self, tenant_id: uuid.UUID, user_id: str) -> list[Connection]:
         tenant = self._tenants.get(tenant_id)
@@ -283,32 +272,25 @@ class Hub:
             # released while we waited (its last socket left): register interest anew
 
     async def _listen(self, channel: _Channel) -> None:
-        tenant_id, channel_id = channel.tenant_id, channel.channel_id
+        key = (channel.tenant_id, channel.channel_id)
 
-        async def on_live(msg: Msg) -> None:
-            await self._on_live(channel, msg)
+        async def on_message(message: Message, previous_id: int) -> None:
+            await self._on_live(channel, message, previous_id)
 
-        async def on_typing(msg: Msg) -> None:
-            self._on_typing(channel, msg)
+        def on_typing(notice: TypingNotice) -> None:
+            self._on_typing(channel, notice)
 
         try:
-            channel.subscriptions.append(
-                await self._nc.subscribe(subjects.live_subject(tenant_id, channel_id), cb=on_live)
+            channel.interest = await self._feed.watch_channel(
+                channel.tenant_id, channel.channel_id, on_message, on_typing
             )
-            channel.subscriptions.append(
-                await self._nc.subscribe(subjects.typing_subject(tenant_id, channel_id), cb=on_typing)
-            )
-            await self._nc.flush()
         except BaseException:
-            if self._channels.get((tenant_id, channel_id)) is channel:
-                del self._channels[(tenant_id, channel_id)]
-            for subscription in channel.subscriptions:
-                await _unsubscribe(subscription)
+            if self._channels.get(key) is channel:
+                del self._channels[key]
             raise
-        if self._channels.get((tenant_id, channel_id)) is not channel:
+        if self._channels.get(key) is not channel:
             # Every subscriber gave up while we registered (their sockets closed): nobody releases it.
-            for subscription in channel.subscriptions:
-                await _unsubscribe(subscription)
+            await _cancel(channel.interest)
 
     async def _release_if_unused(self, channel: _Channel) -> None:
         key = (channel.tenant_id, channel.channel_id)
@@ -317,25 +299,16 @@ class Hub:
         if channel.listening is not None and not channel.listening.done():
             return  # its subscriber is still waiting for the interest; it releases the channel itself
         del self._channels[key]
-        for subscription in channel.subscriptions:
-            await _unsubscribe(subscription)
+        await _cancel(channel.interest)
 
-    # -- NATS callbacks ------------------------------------------------------------------------------
-    async def _on_live(self, channel: _Channel, msg: Msg) -> None:
+    # -- live feed callbacks ------------------------------------------------------------------------
+    async def _on_live(self, channel: _Channel, message: Message, previous_id: int) -> None:
         started = time.perf_counter()
-        try:
-            headers = msg.headers or {}
-            message_id = int(headers["Nats-Sequence"])
-            previous = int(headers.get("Nats-Last-Sequence", "0"))
-            message = message_decoder.decode(msg.data).to_message(message_id)
-        except (KeyError, ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-            log.warning("dropped an undecodable live message on %s: %s", msg.subject, exc)
-            return
         if channel.last_id is not None:
-            if message_id <= channel.last_id:
+            if message.id <= channel.last_id:
                 return  # already delivered (read back during a gap repair)
-            if previous > channel.last_id:
-                await self._repair_gap(channel, channel.last_id + 1, message_id)
+            if previous_id > channel.last_id:
+                await self._repair_gap(channel, channel.last_id + 1, message.id)
         self._deliver(channel, message)
         metrics.fanout_processed.inc()
         metrics.fanout_seconds.observe(time.perf_counter() - started)
@@ -345,7 +318,7 @@ class Hub:
             missed, _ = await self._log.read_channel(
                 channel.tenant_id, channel.channel_id, start=start, limit=self._replay_limit
             )
-        except (EchonatsError, *NATS_ERRORS) as exc:
+        except EchonatsError as exc:
             log.warning("could not repair a gap in %s: %r", channel.channel_id, exc)
             return
         for message in missed:
@@ -366,44 +339,31 @@ class Hub:
                 waiting.overflowed = True
         metrics.broadcast_total.inc(len(channel.sockets))
 
-    def _on_typing(self, channel: _Channel, msg: Msg) -> None:
-        try:
-            record = typing_decoder.decode(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return
+    def _on_typing(self, channel: _Channel, notice: TypingNotice) -> None:
         shared: SharedFrames = {}
         for conn in channel.sockets:
-            if conn.user_id != record.user_id:  # not echoed to the typist
-                conn.send_typing(channel.channel_id, record.user_id, record.display_name, shared)
+            if conn.user_id != notice.user_id:  # not echoed to the typist
+                conn.send_typing(channel.channel_id, notice.user_id, notice.display_name, shared)
 
-    async def _on_presence(self, msg: Msg) -> None:
-        try:
-            record = presence_decoder.decode(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return
-        tenant = self._tenants.get(record.tenant_id)
+    def _on_presence(self, change: PresenceChange) -> None:
+        tenant = self._tenants.get(change.tenant_id)
         if tenant is None:
             return
         shared: SharedFrames = {}
         for conn in tenant.sockets:
-            conn.send_presence(record.user_id, record.status, shared)
+            conn.send_presence(change.user_id, change.status, shared)
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         for channel in list(self._channels.values()):
-            for subscription in channel.subscriptions:
-                await _unsubscribe(subscription)
+            await _cancel(channel.interest)
         for tenant in list(self._tenants.values()):
-            await _unsubscribe(tenant.subscription)
+            await _cancel(tenant.interest)
         self._channels.clear()
         self._tenants.clear()
 
 
-async def _unsubscribe(subscription: Subscription | None) -> None:
-    if subscription is None:
-        return
-    try:
-        await subscription.unsubscribe()
-    except NATS_ERRORS:
-        log.debug("unsubscribe failed (connection closing)")
+async def _cancel(interest: Interest | None) -> None:
+    if interest is not None:
+        await interest.cancel()

@@ -12,14 +12,8 @@ from __future__ import annotations
 import logging
 from typing import assert_never
 
-import msgspec
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-
-from echonats.adapters.nats import subjects
-from echonats.adapters.nats.records import decode_event
 from echonats.core.access import ChannelAccess, MemberCache, TenantLimitsCache
+from echonats.core.ports import Interest, LiveFeed
 from echonats.gateway.connection import CLOSE_FORBIDDEN
 from echonats.gateway.fanout import Hub
 from echonats.model import DomainEvent
@@ -83,21 +77,15 @@ def revoke_live_access(hub: Hub, event: DomainEvent) -> None:
 
 
 async def listen_for_revocations(
-    nc: NatsClient,
+    feed: LiveFeed,
     access: ChannelAccess,
     limits: TenantLimitsCache,
     members: MemberCache,
     hub: Hub | None = None,
-) -> list[Subscription]:
-    async def on_event(msg: Msg) -> None:
-        try:
-            record = decode_event(msg.data)
-            apply_event(access, limits, members, record)
-            if hub is not None:
-                revoke_live_access(hub, record)
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-            log.warning("ignored an undecodable event on %s: %s", msg.subject, exc)
+) -> Interest:
+    def on_event(event: DomainEvent) -> None:
+        apply_event(access, limits, members, event)
+        if hub is not None:
+            revoke_live_access(hub, event)
 
-    return [
-        await nc.subscribe(f"{subjects.ROOT}.*.events.{event_type}", cb=on_event) for event_type in REVOKING
-    ]
+    return await feed.watch_events(None, REVOKING, on_event)

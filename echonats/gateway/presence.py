@@ -11,22 +11,18 @@ import asyncio
 import contextlib
 import logging
 
-from nats.aio.client import Client as NatsClient
-
-from echonats.adapters.nats.errors import NATS_ERRORS
-from echonats.core.ports import ConnectionBeat, PresenceStore
+from echonats.core.ports import ConnectionBeat, PresencePublisher, PresenceStore
 from echonats.gateway.connection import Connection
 from echonats.model import PresenceChange
 from echonats.model.errors import Unavailable
-from echonats.workers.presence import publish_presence
 
 log = logging.getLogger(__name__)
 
 
 class PresenceTracker:
-    def __init__(self, store: PresenceStore, nc: NatsClient, *, heartbeat_s: float) -> None:
+    def __init__(self, store: PresenceStore, publisher: PresencePublisher, *, heartbeat_s: float) -> None:
         self.store = store
-        self._nc = nc
+        self._publisher = publisher
         self._heartbeat_s = heartbeat_s
         self._connections: set[Connection] = set()
         self._task: asyncio.Task[None] | None = None
@@ -61,9 +57,9 @@ class PresenceTracker:
     async def _publish(self, changes: list[PresenceChange]) -> None:
         for change in changes:
             try:
-                await publish_presence(self._nc, change)
-            except NATS_ERRORS as exc:
-                log.warning("presence change not published: %r", exc)
+                await self._publisher.publish_presence(change)
+            except Unavailable as exc:
+                log.warning("presence change not published: %s", exc.message)
 
     async def _heartbeats(self) -> None:
         while True:

@@ -44,19 +44,14 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, assert_never
 
-import msgspec
 from litestar import WebSocket, websocket
 from litestar.datastructures import State
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from echonats import __version__, metrics
-from echonats.adapters.nats import subjects
-from echonats.adapters.nats.errors import NATS_ERRORS
-from echonats.adapters.nats.records import decode_event
 from echonats.core.caller import Caller
+from echonats.core.ports import Interest, OnEvent
 from echonats.gateway import stomp_frames as sf
 from echonats.gateway.auth import authenticate, bearer_token, unexpired
 from echonats.gateway.connection import (
@@ -68,6 +63,7 @@ from echonats.gateway.stomp_connection import StompConnection
 from echonats.gateway.stomp_frames import Frame
 from echonats.gateway.ws import CLOSE_TOO_MANY_CONNECTIONS, CLOSE_TRY_AGAIN_LATER, Realtime, refused_upgrade
 from echonats.gateway.ws_framing import release_handshake
+from echonats.model import DomainEvent
 from echonats.model import events as ev
 from echonats.model.errors import (
     EchonatsError,
@@ -88,14 +84,12 @@ CLOSE_NORMAL = 1000
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_HEARTBEAT_TIMEOUT = 4009
 
-_CHANNEL_EVENTS = frozenset({ev.CHANNEL_CREATED, ev.CHANNEL_DELETED})
-
 
 @dataclass(slots=True)
 class _Subscription:
     destination: str
     channel_id: uuid.UUID | None = None  # a hub-fed channel subscription
-    nats: Subscription | None = None  # a domain-event subscription
+    events: Interest | None = None  # a domain-event destination
     # Neither: accepted but never delivers (unknown, unreadable or foreign destination).
 
 
@@ -271,25 +265,20 @@ class _Session:
                     subscription.channel_id = channel_id
                     conn.channel_subscriptions.setdefault(channel_id, []).append(sf.escape(sub_id))
             elif event is not None and event[0] == conn.tenant_id:  # only the caller's own tenant
-                subject = subjects.event_subject(conn.tenant_id, event[1])
-                subscription.nats = await self.realtime.nc.subscribe(
-                    subject, cb=self._event_callback(conn, sf.escape(sub_id), destination)
+                on_event = self._event_callback(conn, sf.escape(sub_id), destination)
+                subscription.events = await self.realtime.feed.watch_events(
+                    conn.tenant_id, [event[1]], on_event
                 )
         except EchonatsError as exc:
             conn.offer(sf.error_frame(exc.message, code=exc.code, receipt=receipt))  # e.g. unavailable
             return
         self.subscriptions[sub_id] = subscription
 
-    def _event_callback(self, conn: Connection, sub_id: str, destination: str) -> Any:
-        async def on_event(msg: Msg) -> None:
-            try:
-                record = decode_event(msg.data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                log.warning("ignored an undecodable event on %s: %s", msg.subject, exc)
+    def _event_callback(self, conn: Connection, sub_id: str, destination: str) -> OnEvent:
+        def on_event(event: DomainEvent) -> None:
+            if not _announced(event):
                 return
-            if record.type in _CHANNEL_EVENTS and record.data.get("isPrivate") is not False:
-                return  # private channels' events would reveal them to non-members
-            conn.offer(sf.event_message_frame(sub_id, destination, str(record.id), record.data))
+            conn.offer(sf.event_message_frame(sub_id, destination, str(event.id), event.data))
 
         return on_event
 
@@ -304,7 +293,7 @@ class _Session:
             if not ids:
                 conn.channel_subscriptions.pop(subscription.channel_id, None)
                 await self.realtime.hub.unsubscribe(conn, subscription.channel_id)
-        await _drop(subscription.nats)
+        await _drop(subscription.events)
 
     async def _check_token(self, conn: Connection, frame: Frame) -> None:
         """A token repeated on a frame must be the session's, or a valid one for the same user."""
@@ -358,7 +347,7 @@ class _Session:
         if self._heartbeats is not None:
             self._heartbeats.cancel()
         for subscription in self.subscriptions.values():
-            await _drop(subscription.nats)
+            await _drop(subscription.events)
         self.subscriptions.clear()
         conn = self.conn
         if conn is not None:
@@ -383,7 +372,26 @@ def _close_code(exc: EchonatsError) -> int:  # the close codes /ws uses for the 
     return codes.get(type(exc), CLOSE_TRY_AGAIN_LATER)
 
 
-async def _drop(subscription: Subscription | None) -> None:
-    if subscription is not None:
-        with contextlib.suppress(*NATS_ERRORS):
-            await subscription.unsubscribe()
+async def _drop(interest: Interest | None) -> None:
+    if interest is not None:
+        await interest.cancel()
+
+
+def _announced(event: DomainEvent) -> bool:
+    """Whether a subscriber of the tenant's destinations may see it: a channel event carries no
+    member list, so only public channels' creation and deletion are announced."""
+    match event:
+        case ev.ChannelCreated(payload=channel) | ev.ChannelDeleted(payload=channel):
+            return not channel.is_private
+        case (
+            ev.ChannelUpdated()
+            | ev.ChannelMemberAdded()
+            | ev.ChannelMemberRemoved()
+            | ev.MemberJoined()
+            | ev.MemberLeft()
+            | ev.MemberRoleChanged()
+            | ev.TenantLimitsUpdated()
+        ):
+            return True  # only members' joins and leaves have destinations (EVENT_DESTINATIONS)
+        case _:
+            assert_never(event)

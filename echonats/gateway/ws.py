@@ -27,13 +27,10 @@ import msgspec
 from litestar import WebSocket, websocket
 from litestar.datastructures import State
 from litestar.types import WebSocketResponseBodyEvent, WebSocketResponseStartEvent
-from nats.aio.client import Client as NatsClient
 
 from echonats import metrics
-from echonats.adapters.nats import subjects
-from echonats.adapters.nats.records import TypingRecord, message_encoder
 from echonats.core.caller import Caller
-from echonats.core.ports import TokenVerifier, TypingThrottle
+from echonats.core.ports import LiveFeed, TokenVerifier, TypingNotice, TypingPublisher, TypingThrottle
 from echonats.core.services import Services
 from echonats.gateway import protocol as p
 from echonats.gateway.auth import authenticate, bearer_token, unexpired
@@ -67,7 +64,8 @@ class Realtime:
 
     services: Services
     hub: Hub
-    nc: NatsClient
+    feed: LiveFeed  # for what is not fanned out by the hub (STOMP's event destinations)
+    typing_publisher: TypingPublisher
     presence: PresenceTracker
     typing: TypingThrottle
     send_queue: int
@@ -274,7 +272,5 @@ async def _typing(conn: Connection, realtime: Realtime, channel_id: uuid.UUID) -
     await realtime.services.access.readable(conn.caller, channel_id)
     if not await realtime.typing.allow(conn.tenant_id, channel_id, conn.user_id):
         return  # throttled: one indicator per user and channel per interval is enough
-    record = TypingRecord(user_id=conn.user_id, display_name=conn.caller.member.display_name)
-    await realtime.nc.publish(
-        subjects.typing_subject(conn.tenant_id, channel_id), message_encoder.encode(record)
-    )
+    notice = TypingNotice(user_id=conn.user_id, display_name=conn.caller.member.display_name)
+    await realtime.typing_publisher.publish_typing(conn.tenant_id, channel_id, notice)

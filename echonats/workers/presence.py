@@ -10,51 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 
-import msgspec
-from nats.aio.client import Client as NatsClient
-
-from echonats.adapters.nats import subjects
-from echonats.adapters.nats.errors import NATS_ERRORS
-from echonats.core.ports import PresenceStore
-from echonats.model import PresenceChange, PresenceStatus
+from echonats.core.ports import PresencePublisher, PresenceStore
 from echonats.model.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 
-class PresenceRecord(msgspec.Struct, rename="camel", frozen=True):
-    """What is published on ``echo.<tenantId>.presence.<user>``."""
-
-    tenant_id: uuid.UUID
-    user_id: str
-    status: PresenceStatus
-
-    @classmethod
-    def of(cls, change: PresenceChange) -> PresenceRecord:
-        return cls(tenant_id=change.tenant_id, user_id=change.user_id, status=change.status)
-
-    def to_change(self) -> PresenceChange:
-        return PresenceChange(self.tenant_id, self.user_id, self.status)
-
-
-presence_encoder = msgspec.json.Encoder()
-presence_decoder = msgspec.json.Decoder(PresenceRecord)
-
-
-async def publish_presence(nc: NatsClient, change: PresenceChange) -> None:
-    """Announce one change; NATS errors propagate (callers log them: presence is best effort)."""
-    await nc.publish(
-        subjects.presence_subject(change.tenant_id, change.user_id),
-        presence_encoder.encode(PresenceRecord.of(change)),
-    )
-
-
 class PresenceSweeper:
-    def __init__(self, store: PresenceStore, nc: NatsClient, *, interval_s: float = 1.0) -> None:
+    def __init__(
+        self, store: PresenceStore, publisher: PresencePublisher, *, interval_s: float = 1.0
+    ) -> None:
         self._store = store
-        self._nc = nc
+        self._publisher = publisher
         self._interval_s = interval_s
         self._failing = False  # log an outage once when it starts and once when it ends, not per tick
 
@@ -69,10 +37,10 @@ class PresenceSweeper:
         published = 0
         for change in changes:
             try:
-                await publish_presence(self._nc, change)
-            except NATS_ERRORS as exc:
+                await self._publisher.publish_presence(change)
+            except Unavailable as exc:
                 # The change is already recorded in Redis; clients catch up on their next fetch.
-                self._failed(f"presence change not published: {exc!r}")
+                self._failed(f"presence change not published: {exc.message}")
                 continue
             published += 1
         if self._failing and published == len(changes):

@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from echonats.adapters.nats.live import NatsAnnouncer
 from echonats.adapters.nats.subjects import presence_subject
 from echonats.adapters.redis.ratelimit import RedisRateLimiter
 from echonats.adapters.redis.realtime import RedisPresenceStore, RedisTypingThrottle, presence_keys
@@ -363,7 +364,7 @@ async def test_sweeper_publishes_changes_on_nats_and_stops_at_once(
         await nc.flush()
         await store.connect(beat(tenant, "alice smith", "c1"))
         stop = asyncio.Event()
-        task = asyncio.create_task(PresenceSweeper(store, nc, interval_s=0.05).run(stop))
+        task = asyncio.create_task(PresenceSweeper(store, NatsAnnouncer(nc), interval_s=0.05).run(stop))
 
         async def arrived() -> int:
             return len(received)
@@ -385,7 +386,7 @@ async def test_sweeper_survives_redis_errors(dead_client: aioredis.Redis, stack_
     assert stack_urls.nats_url
     nc = await nats.connect(stack_urls.nats_url)
     try:
-        sweeper = PresenceSweeper(RedisPresenceStore(dead_client, ttl_s=1, idle_after_s=1), nc)
+        sweeper = PresenceSweeper(RedisPresenceStore(dead_client, ttl_s=1, idle_after_s=1), NatsAnnouncer(nc))
         assert await sweeper.sweep_once() == 0
         assert await sweeper.sweep_once() == 0
     finally:

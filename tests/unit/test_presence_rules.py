@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+from echonats.adapters.nats.records import PresenceRecord, presence_decoder
+from echonats.adapters.nats.records import message_encoder as presence_encoder
 from echonats.adapters.redis.realtime import (
     DUE_KEY,
     due_member,
@@ -16,7 +18,6 @@ from echonats.adapters.redis.realtime import (
 )
 from echonats.core.ports import ConnectionBeat
 from echonats.model import PresenceChange, PresenceStatus
-from echonats.workers.presence import PresenceRecord, presence_decoder, presence_encoder
 
 TENANT = uuid.UUID("6f1c2a8e-0000-4000-8000-000000000001")
 

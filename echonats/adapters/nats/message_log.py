@@ -16,7 +16,7 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
 from echonats.adapters.nats import subjects
-from echonats.adapters.nats.errors import NATS_ERRORS
+from echonats.adapters.nats.errors import NATS_ERRORS, unavailable
 from echonats.adapters.nats.records import MessageRecord, message_decoder, message_encoder
 from echonats.adapters.nats.streams import PUBLISH_TIMEOUT_S
 from echonats.core.ports import Appended
@@ -70,7 +70,7 @@ class JetStreamMessageLog:
     async def begin_append(self, message: NewMessage) -> asyncio.Future[Appended]:
         dedupe_key = message.dedupe_key
         headers = None if dedupe_key is None else {"Nats-Msg-Id": dedupe_key}
-        try:
+        with unavailable("message not stored: JetStream unreachable"):
             # The publish is in the client's outgoing buffer when this returns (no reply awaited),
             # so consecutive calls reach the stream in call order.
             acknowledgement = await self._js.publish_async(
@@ -79,8 +79,6 @@ class JetStreamMessageLog:
                 stream=subjects.MESSAGES_STREAM,
                 headers=headers,
             )
-        except NATS_ERRORS as exc:
-            raise Unavailable(f"message not stored: JetStream unreachable ({exc!r})") from exc
         # The deadline runs from the publish, whether or not anyone awaits the result yet (a
         # pipelined sender awaits its acks in order). A timer and a future, not wait_for and a
         # coroutine: nothing per message to schedule, and nothing left unawaited if the sender goes.
@@ -91,12 +89,11 @@ class JetStreamMessageLog:
         return appended
 
     async def get(self, message_id: int) -> Message | None:
-        try:
-            raw = await self._js.get_msg(subjects.MESSAGES_STREAM, seq=message_id, direct=True)
-        except NotFoundError:
-            return None
-        except NATS_ERRORS as exc:
-            raise Unavailable(f"JetStream: {exc!r}") from exc
+        with unavailable("JetStream"):
+            try:
+                raw = await self._js.get_msg(subjects.MESSAGES_STREAM, seq=message_id, direct=True)
+            except NotFoundError:
+                return None
         if raw.data is None:
             return None
         return message_decoder.decode(raw.data).to_message(message_id)
@@ -168,10 +165,8 @@ class JetStreamMessageLog:
 
     async def first_sequence(self) -> int:
         """The oldest id the stream still holds (older ones were aged out)."""
-        try:
+        with unavailable("JetStream"):
             info = await self._js.stream_info(subjects.MESSAGES_STREAM)
-        except NATS_ERRORS as exc:
-            raise Unavailable(f"JetStream: {exc!r}") from exc
         return int(info.state.first_seq)
 
     async def _direct_batch(self, subject: str, start: int, count: int) -> tuple[list[Message], bool]:
@@ -183,7 +178,9 @@ class JetStreamMessageLog:
         try:
             request = {"seq": start, "next_by_subj": subject, "batch": count}
             await self._nc.publish(
-                f"$JS.API.DIRECT.GET.{subjects.MESSAGES_STREAM}", json.dumps(request).encode(), reply=inbox
+                subjects.direct_get_subject(subjects.MESSAGES_STREAM),
+                json.dumps(request).encode(),
+                reply=inbox,
             )
             while True:
                 reply = await sub.next_msg(timeout=PUBLISH_TIMEOUT_S)

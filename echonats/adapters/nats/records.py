@@ -8,7 +8,7 @@ from datetime import datetime
 
 import msgspec
 
-from echonats.model import DomainEvent, Message, NewMessage
+from echonats.model import DomainEvent, Message, NewMessage, PresenceChange, PresenceStatus
 
 
 class MessageRecord(msgspec.Struct, rename="camel", omit_defaults=True):
@@ -46,14 +46,32 @@ class MessageRecord(msgspec.Struct, rename="camel", omit_defaults=True):
 
 
 class TypingRecord(msgspec.Struct, rename="camel"):
+    """What is published on ``echo.<tenantId>.ch.<channelId>.typing``."""
+
     user_id: str
     display_name: str
+
+
+class PresenceRecord(msgspec.Struct, rename="camel", frozen=True):
+    """What is published on ``echo.<tenantId>.presence.<user>``."""
+
+    tenant_id: uuid.UUID
+    user_id: str
+    status: PresenceStatus
+
+    @classmethod
+    def of(cls, change: PresenceChange) -> PresenceRecord:
+        return cls(tenant_id=change.tenant_id, user_id=change.user_id, status=change.status)
+
+    def to_change(self) -> PresenceChange:
+        return PresenceChange(self.tenant_id, self.user_id, self.status)
 
 
 message_encoder = msgspec.json.Encoder()
 message_decoder = msgspec.json.Decoder(MessageRecord)
 _event_decoder = msgspec.json.Decoder(DomainEvent)
 typing_decoder = msgspec.json.Decoder(TypingRecord)
+presence_decoder = msgspec.json.Decoder(PresenceRecord)
 
 
 def encode_event(event: DomainEvent) -> bytes:

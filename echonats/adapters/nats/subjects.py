@@ -33,7 +33,7 @@ def typing_subject(tenant_id: uuid.UUID, channel_id: uuid.UUID) -> str:
 
 
 def event_subject(tenant_id: uuid.UUID, event_type: str) -> str:
-    return f"{ROOT}.{tenant_id}.events.{event_type}"
+    return event_subjects(tenant_id, event_type)
 
 
 def user_token(user_id: str) -> str:
@@ -45,3 +45,18 @@ def user_token(user_id: str) -> str:
 
 def presence_subject(tenant_id: uuid.UUID, user_id: str) -> str:
     return f"{ROOT}.{tenant_id}.presence.{user_token(user_id)}"
+
+
+def tenant_presence_subjects(tenant_id: uuid.UUID) -> str:
+    """Every user's presence announcements in one tenant (a wildcard subscription)."""
+    return f"{ROOT}.{tenant_id}.presence.*"
+
+
+def event_subjects(tenant_id: uuid.UUID | None, event_type: str) -> str:
+    """One event type's subject in one tenant, or (None) in every tenant (a wildcard)."""
+    return f"{ROOT}.{'*' if tenant_id is None else tenant_id}.events.{event_type}"
+
+
+def direct_get_subject(stream: str) -> str:
+    """JetStream's batched direct-get API of a stream (nats-server >= 2.11)."""
+    return f"$JS.API.DIRECT.GET.{stream}"
