@@ -24,7 +24,9 @@ from echonats.adapters.nats.event_publisher import JetStreamEventPublisher
 from echonats.adapters.nats.message_log import JetStreamMessageLog
 from echonats.adapters.nats.streams import ensure_streams
 from echonats.adapters.postgres.messages import next_message_id
+from echonats.adapters.postgres.outbox import PostgresOutbox
 from echonats.adapters.postgres.store import PostgresStore
+from echonats.core.event_sink import PublishThenForget
 from echonats.core.ports import DependencyProbe, RateLimiter
 from echonats.core.services import Services
 from echonats.settings import Settings
@@ -84,6 +86,7 @@ def build_services(resources: Resources, limiter: RateLimiter | None = None) -> 
     return Services.build(
         store=PostgresStore(resources.pg),
         log=JetStreamMessageLog(resources.nats),
-        publisher=JetStreamEventPublisher(resources.nats, resources.pg),
+        # Publish after commit, then the store drops the outbox rows of what got out.
+        publisher=PublishThenForget(JetStreamEventPublisher(resources.nats), PostgresOutbox(resources.pg)),
         limiter=limiter,
     )

@@ -9,7 +9,11 @@ from collections.abc import Callable
 
 from prometheus_client import start_http_server
 
+from echonats.adapters.nats.event_publisher import JetStreamEventPublisher
 from echonats.adapters.nats.live import NatsAnnouncer
+from echonats.adapters.nats.persist_stream import JetStreamPersistStream
+from echonats.adapters.postgres.messages import PostgresPersistSink
+from echonats.adapters.postgres.outbox import PostgresOutbox
 from echonats.adapters.redis.realtime import RedisPresenceStore
 from echonats.bootstrap.resources import open_resources, prepare_streams
 from echonats.settings import Settings
@@ -29,9 +33,11 @@ async def _run(settings: Settings) -> None:
         await prepare_streams(settings, resources)
         if settings.worker.metrics_port:
             start_http_server(settings.worker.metrics_port, addr=settings.gateway.host)
+        persist = PersistWorker(JetStreamPersistStream(resources.nats), PostgresPersistSink(resources.pg))
+        relay = OutboxRelay(PostgresOutbox(resources.pg), JetStreamEventPublisher(resources.nats))
         tasks = [
-            asyncio.create_task(PersistWorker(resources.nats, resources.pg).run(stop), name="persist"),
-            asyncio.create_task(OutboxRelay(resources.nats, resources.pg).run(stop), name="outbox-relay"),
+            asyncio.create_task(persist.run(stop), name="persist"),
+            asyncio.create_task(relay.run(stop), name="outbox-relay"),
             asyncio.create_task(
                 PresenceSweeper(
                     RedisPresenceStore(

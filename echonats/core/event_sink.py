@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from echonats.core.ports import EventPublisher, Store, Transaction
+from echonats.core.ports import EventPublisher, PublishedOutbox, Store, Transaction
 from echonats.model import DomainEvent
 from echonats.model.errors import EchonatsError
 
@@ -46,3 +47,26 @@ class EventSink:
             log.warning("event publish deferred to the outbox relay: %s", exc.message)
         except Exception:
             log.exception("event publish failed unexpectedly; deferred to the outbox relay")
+
+
+class PublishThenForget:
+    """An ``EventPublisher`` that drops the outbox rows of the events it got out, even when a later
+    one fails: only what is left there is the relay's to republish."""
+
+    def __init__(self, publisher: EventPublisher, outbox: PublishedOutbox) -> None:
+        self._publisher = publisher
+        self._outbox = outbox
+
+    async def publish(self, events: Sequence[DomainEvent]) -> None:
+        published: list[uuid.UUID] = []
+        try:
+            for event in events:
+                await self._publisher.publish((event,))
+                published.append(event.id)
+        finally:
+            if published:
+                try:
+                    await self._outbox.forget(published)
+                except EchonatsError as exc:
+                    # Harmless: the relay republishes them and the event stream drops the copies.
+                    log.warning("outbox rows not deleted: %s", exc.message)

@@ -69,3 +69,10 @@ class Unavailable(EchonatsError):
     """A dependency (NATS, PostgreSQL, Redis) cannot serve the request right now."""
 
     code = "unavailable"
+
+
+class StorageRejected(EchonatsError):
+    """The store refused a record as it is (a value or a constraint its schema does not allow): unlike
+    ``Unavailable``, retrying the same record cannot help, so a pipeline sets it aside (dead letter)."""
+
+    code = "storage_rejected"

@@ -13,6 +13,8 @@ import httpx
 from litestar.testing import AsyncTestClient
 
 from echonats.adapters.dev_tokens import mint_dev_token
+from echonats.adapters.nats.persist_stream import JetStreamPersistStream
+from echonats.adapters.postgres.messages import PostgresPersistSink
 from echonats.bootstrap.gateway import create_gateway_app
 from echonats.bootstrap.resources import open_resources
 from echonats.settings import Settings
@@ -96,7 +98,10 @@ async def running_persist_worker(settings: Settings) -> AsyncIterator[None]:
     """A persist worker on its own connections, like a separate process, until the block ends."""
     stop = asyncio.Event()
     async with open_resources(settings, name="test-persist-worker") as resources:
-        task = asyncio.create_task(PersistWorker(resources.nats, resources.pg, fetch_timeout_s=0.2).run(stop))
+        worker = PersistWorker(
+            JetStreamPersistStream(resources.nats), PostgresPersistSink(resources.pg), fetch_timeout_s=0.2
+        )
+        task = asyncio.create_task(worker.run(stop))
         try:
             yield
         finally:

@@ -9,6 +9,8 @@ import nats
 from litestar.testing import AsyncTestClient
 
 from echonats.adapters.nats import subjects
+from echonats.adapters.nats.event_publisher import JetStreamEventPublisher
+from echonats.adapters.postgres.outbox import PostgresOutbox
 from echonats.bootstrap.resources import open_resources
 from echonats.settings import Settings
 from echonats.workers.outbox import OutboxRelay
@@ -80,7 +82,7 @@ async def test_outbox_relay_publishes_events_whose_fast_path_failed(
                 }
             ).encode(),
         )
-        relay = OutboxRelay(resources.nats, resources.pg)
+        relay = OutboxRelay(PostgresOutbox(resources.pg), JetStreamEventPublisher(resources.nats))
         assert await relay.relay_once() == 1
         assert await relay.relay_once() == 0
         assert await resources.pg.fetchval("SELECT count(*) FROM event_outbox") == 0

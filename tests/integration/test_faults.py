@@ -26,6 +26,8 @@ import pytest
 from nats.aio.msg import Msg
 
 from echonats.adapters.nats import subjects
+from echonats.adapters.nats.persist_stream import JetStreamPersistStream
+from echonats.adapters.postgres.messages import PostgresPersistSink
 from echonats.adapters.postgres.migrations import apply_migrations
 from echonats.devstack.stack import LocalStack, StackUrls
 from echonats.settings import NatsSettings, PostgresSettings, RedisSettings, Settings
@@ -223,7 +225,9 @@ async def test_persist_worker_naks_while_postgres_is_unavailable(
         reply = f"$JS.ACK.{subjects.MESSAGES_STREAM}.{subjects.PERSIST_CONSUMER}.{delivered}.7.7.0.0"
         answers = await nc.subscribe(reply, max_msgs=1)
         msg = Msg(nc, subject="echo.t.ch.c.msg", reply=reply, data=data)
-        assert await PersistWorker(nc, cast(Any, DyingPool())).store([msg]) is False
+        stream = JetStreamPersistStream(nc)
+        worker = PersistWorker(stream, PostgresPersistSink(cast(Any, DyingPool())))
+        assert await worker.store(stream.deliveries([msg])) is False
         # Retried later, however long the outage lasts: never dead-lettered (which would be a +TERM).
         assert (await answers.next_msg(timeout=5)).data.startswith(b"-NAK")
     finally:

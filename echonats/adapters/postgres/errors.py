@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import asyncpg
 
-from echonats.model.errors import Conflict, EchonatsError, Unavailable, ValidationFailed
+from echonats.model.errors import Conflict, EchonatsError, StorageRejected, Unavailable, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +53,29 @@ def domain_error(exc: BaseException) -> EchonatsError | None:
     if isinstance(exc, DB_UNAVAILABLE):
         return Unavailable(f"PostgreSQL: {exc}")
     return None
+
+
+def pipeline_error(exc: BaseException) -> EchonatsError | None:
+    """The worker pipelines' view (persist, outbox): a row the schema refuses is the record's fault
+    (``StorageRejected``: set it aside); anything else from the server or the connection is an outage
+    to wait out, however long, never the record's fault (``Unavailable``). None for a bug."""
+    if isinstance(exc, (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)):
+        return StorageRejected(str(exc))  # the server's reason, as the dead letter's detail
+    if isinstance(exc, (*DB_UNAVAILABLE, asyncpg.PostgresError)):
+        return Unavailable(f"PostgreSQL: {exc!r}")
+    return None
+
+
+@contextmanager
+def translated(
+    classify: Callable[[BaseException], EchonatsError | None] = domain_error,
+) -> Iterator[None]:
+    """Driver exceptions raised in the block come out as the domain error ``classify`` names for them
+    (request paths: ``domain_error``; worker pipelines: ``pipeline_error``); anything else as it is."""
+    try:
+        yield
+    except Exception as exc:
+        translation = classify(exc)
+        if translation is None:
+            raise  # a domain error raised inside the block, or a bug: as it is
+        raise translation from exc

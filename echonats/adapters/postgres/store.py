@@ -5,20 +5,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 import asyncpg
 
-from echonats.adapters.nats.records import encode_event
-from echonats.adapters.postgres.errors import domain_error
+from echonats.adapters.postgres.connection import Conn
+from echonats.adapters.postgres.errors import translated
+from echonats.adapters.postgres.messages import MessageHistory, delete_channel_messages
+from echonats.adapters.postgres.outbox import OutboxWriter
 from echonats.core.ports import MembershipState, TenantLimits
-from echonats.model import Channel, ChannelMember, DomainEvent, Member, Message, Role, Tenant, User
+from echonats.model import Channel, ChannelMember, Member, Role, Tenant, User
 from echonats.model.errors import Conflict
 
-if TYPE_CHECKING:
-    Conn: TypeAlias = asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
-else:
-    Conn = asyncpg.Connection  # asyncpg's classes are not subscriptable at run time
 Row = asyncpg.Record
 
 
@@ -47,19 +44,6 @@ def _channel(row: Row) -> Channel:
         row["topic"],
         row["is_private"],
         row["created_by"],
-        row["created_at"],
-    )
-
-
-def _message(row: Row) -> Message:
-    return Message(
-        row["id"],
-        row["tenant_id"],
-        row["channel_id"],
-        row["sender_id"],
-        row["sender_display_name"] or row["sender_id"],
-        row["body"],
-        row["nonce"],
         row["created_at"],
     )
 
@@ -262,10 +246,7 @@ class _Channels:
             raise Conflict(f"a channel named {channel.name!r} already exists") from exc
 
     async def delete(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> bool:
-        # messages has no foreign key (see docs/decisions.md D5): delete its rows explicitly.
-        await self._c.execute(
-            "DELETE FROM messages WHERE tenant_id = $1 AND channel_id = $2", tenant_id, channel_id
-        )
+        await delete_channel_messages(self._c, tenant_id, channel_id)
         status = await self._c.execute(
             "DELETE FROM channels WHERE tenant_id = $1 AND id = $2", tenant_id, channel_id
         )
@@ -312,61 +293,14 @@ class _Channels:
         )
 
 
-_PAGE = (
-    "SELECT m.* FROM messages m "
-    "WHERE m.channel_id = $1 AND ($2::bigint IS NULL OR m.id < $2) AND ($3::bigint IS NULL OR m.id > $3) "
-)
-_PAGE_FORWARD = _PAGE + "ORDER BY m.id ASC LIMIT $4"
-_PAGE_BACKWARD = _PAGE + "ORDER BY m.id DESC LIMIT $4"
-
-
-class _Messages:
-    def __init__(self, conn: Conn) -> None:
-        self._c = conn
-
-    async def page(
-        self, channel_id: uuid.UUID, *, before: int | None, after: int | None, limit: int
-    ) -> list[Message]:
-        forward = after is not None and before is None
-        rows = await self._c.fetch(
-            _PAGE_FORWARD if forward else _PAGE_BACKWARD,
-            channel_id,
-            before,
-            after,
-            limit,
-        )
-        return [_message(r) for r in rows]
-
-
-class _Outbox:
-    def __init__(self, conn: Conn) -> None:
-        self._c = conn
-
-    async def add(self, event: DomainEvent) -> None:
-        await self._c.execute(
-            "INSERT INTO event_outbox (id, tenant_id, type, payload) VALUES ($1, $2, $3, $4)",
-            event.id,
-            event.tenant_id,
-            event.type,
-            encode_event(event),
-        )
-
-
 class PgTransaction:
     def __init__(self, conn: Conn) -> None:
         self.tenants = _Tenants(conn)
         self.users = _Users(conn)
         self.members = _Members(conn)
         self.channels = _Channels(conn)
-        self.messages = _Messages(conn)
-        self.outbox = _Outbox(conn)
-
-
-def _raise_translated(exc: Exception) -> NoReturn:
-    translated = domain_error(exc)
-    if translated is None:
-        raise exc  # a domain error from the use case, or a bug: as it is
-    raise translated from exc
+        self.messages = MessageHistory(conn)
+        self.outbox = OutboxWriter(conn)
 
 
 class PostgresStore:
@@ -375,16 +309,12 @@ class PostgresStore:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgTransaction]:
-        try:
+        with translated():
             async with self._pool.acquire() as conn, conn.transaction():
                 yield PgTransaction(conn)
-        except Exception as exc:
-            _raise_translated(exc)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[PgTransaction]:
-        try:
+        with translated():
             async with self._pool.acquire() as conn:
                 yield PgTransaction(conn)
-        except Exception as exc:
-            _raise_translated(exc)
