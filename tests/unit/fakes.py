@@ -9,6 +9,7 @@ The fakes follow the documented semantics of the ports and of the production ada
   referenced rows) raise ``Conflict`` as the PostgreSQL store does.
 * ``FakeMessageLog`` — the JetStream message log: ids are stream sequences, nonce dedupe, a
   persisted floor moved by ``persist_up_to`` (the persist worker's job).
+* ``FakeLiveFeed`` — the live feed: registered callbacks that tests call as NATS would deliver.
 * ``RecordingPublisher`` — records published events and drops their outbox rows, or fails.
 * ``FixedClock`` — a clock that only moves when told to.
 * ``FakeMessageStream``, ``FakeDelivery``, ``FakePersistSink`` — the persist worker's consumer of the
@@ -28,7 +29,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from echonats.core.caller import Caller
-from echonats.core.ports import Appended, ConsumerLag, MembershipState, StoredEvent, TenantLimits
+from echonats.core.ports import (
+    Appended,
+    ConsumerLag,
+    MembershipState,
+    OnEvent,
+    OnMessage,
+    OnPresence,
+    OnTyping,
+    StoredEvent,
+    TenantLimits,
+)
 from echonats.core.services import Services
 from echonats.model import (
     PLATFORM_ADMIN_ROLE,
@@ -437,6 +448,8 @@ class FakeMessageLog:
         self.floor = 0  # every id at or below it is persisted (the persist consumer's ack floor)
         self.forgotten: list[tuple[uuid.UUID, uuid.UUID]] = []
         self.fail_with: EchonatsError | None = None
+        self.read_fails_with: EchonatsError | None = None  # read_channel raises it
+        self.reads: list[tuple[int, int]] = []  # read_channel's (start, limit), in call order
         self._dedupe: dict[tuple[uuid.UUID, str, str], int] = {}
 
     async def begin_append(self, message: NewMessage) -> asyncio.Future[Appended]:
@@ -493,6 +506,22 @@ class FakeMessageLog:
         ]
         return found[-limit:] if newest else found[:limit]
 
+    async def read_channel(
+        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, start: int, limit: int
+    ) -> tuple[list[Message], bool]:
+        self.reads.append((start, limit))
+        if self.read_fails_with is not None:
+            raise self.read_fails_with
+        found = [
+            m
+            for message_id, m in sorted(self.stream.items())
+            if message_id >= start and m.tenant_id == tenant_id and m.channel_id == channel_id
+        ]
+        return found[:limit], len(found) > limit
+
+    async def first_sequence(self) -> int:
+        return min(self.stream, default=self._next_id)
+
     async def forget_channel(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None:
         self.forgotten.append((tenant_id, channel_id))
         for message_id in [
@@ -514,6 +543,48 @@ class FakeMessageLog:
     @property
     def last_id(self) -> int:
         return self._next_id - 1
+
+
+# -- live feed --------------------------------------------------------------------------------------
+
+
+class FakeInterest:
+    def __init__(self, feed: FakeLiveFeed, key: object) -> None:
+        self._feed = feed
+        self._key = key
+
+    async def cancel(self) -> None:
+        self._feed.watching.pop(self._key, None)
+
+
+class FakeLiveFeed:
+    """The live feed: ``watching`` holds the registered callbacks by what they watch (a
+    ``(tenant_id, channel_id)``, a tenant id for presence, ``("events", tenant_id)``); tests deliver
+    by calling them (``deliver``) as the stream's RePublish would."""
+
+    def __init__(self) -> None:
+        self.watching: dict[object, tuple[object, ...]] = {}
+
+    async def watch_channel(
+        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, on_message: OnMessage, on_typing: OnTyping
+    ) -> FakeInterest:
+        return self._watch((tenant_id, channel_id), on_message, on_typing)
+
+    async def watch_presence(self, tenant_id: uuid.UUID, on_presence: OnPresence) -> FakeInterest:
+        return self._watch(tenant_id, on_presence)
+
+    async def watch_events(
+        self, tenant_id: uuid.UUID | None, event_types: Sequence[str], on_event: OnEvent
+    ) -> FakeInterest:
+        return self._watch(("events", tenant_id), tuple(event_types), on_event)
+
+    def _watch(self, key: object, *callbacks: object) -> FakeInterest:
+        self.watching[key] = callbacks
+        return FakeInterest(self, key)
+
+    async def deliver(self, message: Message, previous_id: int) -> None:
+        on_message = self.watching[(message.tenant_id, message.channel_id)][0]
+        await on_message(message, previous_id)  # type: ignore[operator]
 
 
 # -- events -----------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from echonats import metrics
 from echonats.core.event_sink import PublishThenForget
 from echonats.core.ports import StoredEvent
 from echonats.model import DomainEvent
+from echonats.model import events as ev
 from echonats.model.errors import Unavailable
 from echonats.workers.outbox import GRACE, OutboxRelay
 from echonats.workers.persist import REBIND_AFTER_FAILURES, PersistWorker
@@ -155,7 +156,12 @@ async def test_a_failed_relay_publish_keeps_every_claimed_row() -> None:
 
 
 def _domain_event(n: int) -> DomainEvent:
-    return DomainEvent(uuid.UUID(int=n), uuid.UUID(int=1), "channel.created", EPOCH, {})
+    return ev.MemberJoined(
+        id=uuid.UUID(int=n),
+        tenant_id=uuid.UUID(int=1),
+        occurred_at=EPOCH,
+        payload=ev.MemberData(user_id=f"u{n}", display_name="U", role="member"),
+    )
 
 
 async def test_publish_then_forget_drops_the_rows_of_the_events_that_got_out() -> None:

@@ -172,31 +172,32 @@ class JetStreamMessageLog:
     async def _direct_batch(self, subject: str, start: int, count: int) -> tuple[list[Message], bool]:
         """One batched direct get (nats-server >= 2.11): messages of ``subject`` from ``start`` on."""
         inbox = self._nc.new_inbox()
-        sub = await self._nc.subscribe(inbox, max_msgs=count + 1)
         out: list[Message] = []
         more = False
-        try:
-            request = {"seq": start, "next_by_subj": subject, "batch": count}
-            await self._nc.publish(
-                subjects.direct_get_subject(subjects.MESSAGES_STREAM),
-                json.dumps(request).encode(),
-                reply=inbox,
-            )
-            while True:
-                reply = await sub.next_msg(timeout=PUBLISH_TIMEOUT_S)
-                headers = reply.headers or {}
-                status = headers.get("Status")
-                if status is not None:  # 204 end of batch, 404 nothing (more) to read
-                    break
-                sequence = int(headers["Nats-Sequence"])
-                out.append(message_decoder.decode(reply.data).to_message(sequence))
-                more = int(headers.get("Nats-Num-Pending", "0")) > 0
-        except (msgspec.DecodeError, KeyError, ValueError) as exc:
-            raise Unavailable(f"JetStream: undecodable message in {subject}: {exc}") from exc
-        except NATS_ERRORS as exc:
-            raise Unavailable(f"JetStream: {exc!r}") from exc
-        finally:
-            await sub.unsubscribe()
+        # The subscription and its removal are NATS calls too: a closed connection must come out as
+        # Unavailable here, like a failed read, since callers (the hub's gap repair) catch only that.
+        with unavailable("JetStream"):
+            sub = await self._nc.subscribe(inbox, max_msgs=count + 1)
+            try:
+                request = {"seq": start, "next_by_subj": subject, "batch": count}
+                await self._nc.publish(
+                    subjects.direct_get_subject(subjects.MESSAGES_STREAM),
+                    json.dumps(request).encode(),
+                    reply=inbox,
+                )
+                while True:
+                    reply = await sub.next_msg(timeout=PUBLISH_TIMEOUT_S)
+                    headers = reply.headers or {}
+                    status = headers.get("Status")
+                    if status is not None:  # 204 end of batch, 404 nothing (more) to read
+                        break
+                    sequence = int(headers["Nats-Sequence"])
+                    out.append(message_decoder.decode(reply.data).to_message(sequence))
+                    more = int(headers.get("Nats-Num-Pending", "0")) > 0
+            except (msgspec.DecodeError, KeyError, ValueError) as exc:
+                raise Unavailable(f"JetStream: undecodable message in {subject}: {exc}") from exc
+            finally:
+                await sub.unsubscribe()
         return out, more
 
     async def forget_channel(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None:
