@@ -309,6 +309,8 @@ class Hub:
                 return  # already delivered (read back during a gap repair)
             if previous_id > channel.last_id:
                 await self._repair_gap(channel, channel.last_id + 1, message.id)
+                if message.id <= (channel.last_id or 0):
+                    return  # a concurrent repair (a reconnect's catch-up) delivered it meanwhile
         self._deliver(channel, message)
         metrics.fanout_processed.inc()
         metrics.fanout_seconds.observe(time.perf_counter() - started)

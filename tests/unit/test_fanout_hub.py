@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -96,3 +97,31 @@ async def test_the_last_socket_leaving_and_close_cancel_the_interests() -> None:
     await hub.subscribe(conn, channel_id, since=None)
     await hub.close()
     assert feed.watching == {}
+
+
+async def test_a_catch_up_during_a_gap_repair_delivers_nothing_twice() -> None:
+    """A reconnect's catch-up may read (and deliver) the live message whose gap is being repaired:
+    the live delivery must then not hand it over a second time."""
+    h, feed, hub, conn, channel_id = await _setup()
+    first = await _store(h, conn, channel_id, "one")
+    await feed.deliver(first, 0)
+    missed = await _store(h, conn, channel_id, "two")
+    third = await _store(h, conn, channel_id, "three")
+    gate = asyncio.Event()
+    reading = asyncio.Event()
+    read = h.log.read_channel
+
+    async def slow_first_read(*args: Any, **kwargs: Any) -> tuple[list[Message], bool]:
+        if not reading.is_set():
+            reading.set()
+            await gate.wait()  # held until the catch-up below has run
+        return await read(*args, **kwargs)
+
+    h.log.read_channel = slow_first_read  # type: ignore[method-assign]
+    live = asyncio.create_task(feed.deliver(third, missed.id))
+    await reading.wait()
+    await hub.catch_up()  # reads and delivers two and three while the live repair waits
+    gate.set()
+    await live
+    assert conn.received == [first.id, missed.id, third.id]
+    await hub.close()
