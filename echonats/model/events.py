@@ -167,3 +167,17 @@ DomainEvent = (
     | MemberRoleChanged
     | TenantLimitsUpdated
 )
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(DomainEvent)
+
+
+def encode_event(event: DomainEvent) -> bytes:
+    """The event as stored in the outbox and published on its subject: byte-identical both ways."""
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> DomainEvent:
+    """Raises ``msgspec.DecodeError``/``ValidationError`` for anything that is not a known event."""
+    return _decoder.decode(data)

@@ -203,3 +203,19 @@ def test_no_import_cycles() -> None:
 
 def test_cycle_check_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+DRIVER_ADAPTERS = ("nats", "postgres", "redis")
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for pkg in DRIVER_ADAPTERS for p in (PACKAGE / "adapters" / pkg).rglob("*.py")),
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_each_driver_adapter_stands_alone(path: Path) -> None:
+    """A driver's adapter package owns its knowledge: it does not reach into another driver's."""
+    own = path.relative_to(PACKAGE / "adapters").parts[0]
+    others = tuple(f"echonats.adapters.{pkg}" for pkg in DRIVER_ADAPTERS if pkg != own)
+    bad = [name for name in _imports(path) if _within(name, others)]
+    assert bad == [], f"{path.name} imports another driver's adapter {bad}"

@@ -22,7 +22,6 @@ from echonats.adapters.nats.errors import NATS_ERRORS, unavailable
 from echonats.adapters.nats.records import (
     PresenceRecord,
     TypingRecord,
-    decode_event,
     message_decoder,
     message_encoder,
     presence_decoder,
@@ -30,6 +29,7 @@ from echonats.adapters.nats.records import (
 )
 from echonats.core.ports import OnEvent, OnMessage, OnPresence, OnTyping, TypingNotice
 from echonats.model import PresenceChange
+from echonats.model.events import decode_event
 
 log = logging.getLogger(__name__)
 

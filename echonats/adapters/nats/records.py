@@ -8,7 +8,7 @@ from datetime import datetime
 
 import msgspec
 
-from echonats.model import DomainEvent, Message, NewMessage, PresenceChange, PresenceStatus
+from echonats.model import Message, NewMessage, PresenceChange, PresenceStatus
 
 
 class MessageRecord(msgspec.Struct, rename="camel", omit_defaults=True):
@@ -69,16 +69,5 @@ class PresenceRecord(msgspec.Struct, rename="camel", frozen=True):
 
 message_encoder = msgspec.json.Encoder()
 message_decoder = msgspec.json.Decoder(MessageRecord)
-_event_decoder = msgspec.json.Decoder(DomainEvent)
 typing_decoder = msgspec.json.Decoder(TypingRecord)
 presence_decoder = msgspec.json.Decoder(PresenceRecord)
-
-
-def encode_event(event: DomainEvent) -> bytes:
-    """The event as stored in the outbox and published on its subject: byte-identical both ways."""
-    return message_encoder.encode(event)
-
-
-def decode_event(data: bytes) -> DomainEvent:
-    """Raises ``msgspec.DecodeError``/``ValidationError`` for anything that is not a known event."""
-    return _event_decoder.decode(data)

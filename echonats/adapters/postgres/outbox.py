@@ -10,11 +10,11 @@ from datetime import timedelta
 
 import asyncpg
 
-from echonats.adapters.nats.records import encode_event
 from echonats.adapters.postgres.connection import Conn
 from echonats.adapters.postgres.errors import pipeline_error, translated
 from echonats.core.ports import StoredEvent
 from echonats.model import DomainEvent
+from echonats.model.events import encode_event
 
 _DUE = (
     "SELECT id, tenant_id, type, payload FROM event_outbox "
