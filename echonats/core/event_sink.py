@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from echonats.core.ports import EventPublisher, PublishedOutbox, Store, Transaction
+from echonats.core.pipeline_ports import PublishedOutbox
+from echonats.core.ports import EventPublisher, Store, Transaction
 from echonats.model import DomainEvent
 from echonats.model.errors import EchonatsError
 

@@ -9,7 +9,7 @@ import logging
 from datetime import timedelta
 
 from echonats import metrics
-from echonats.core.ports import OutboxRelayStore, StoredEventPublisher
+from echonats.core.pipeline_ports import OutboxRelayStore, StoredEventPublisher
 from echonats.model.errors import EchonatsError
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from echonats import metrics
-from echonats.core.ports import MessageStream, PersistSink, StoredMessageDelivery
+from echonats.core.pipeline_ports import MessageStream, PersistSink, StoredMessageDelivery
 from echonats.model import Message
 from echonats.model.errors import StorageRejected, Unavailable
 

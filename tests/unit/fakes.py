@@ -29,15 +29,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from echonats.core.caller import Caller
+from echonats.core.pipeline_ports import ConsumerLag, StoredEvent
 from echonats.core.ports import (
     Appended,
-    ConsumerLag,
     MembershipState,
     OnEvent,
     OnMessage,
     OnPresence,
     OnTyping,
-    StoredEvent,
     TenantLimits,
 )
 from echonats.core.services import Services

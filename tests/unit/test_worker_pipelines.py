@@ -11,7 +11,7 @@ import pytest
 
 from echonats import metrics
 from echonats.core.event_sink import PublishThenForget
-from echonats.core.ports import StoredEvent
+from echonats.core.pipeline_ports import StoredEvent
 from echonats.model import DomainEvent
 from echonats.model import events as ev
 from echonats.model.errors import Unavailable

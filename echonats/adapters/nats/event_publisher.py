@@ -11,7 +11,7 @@ from nats.aio.client import Client as NatsClient
 from echonats.adapters.nats import subjects
 from echonats.adapters.nats.errors import unavailable
 from echonats.adapters.nats.streams import PUBLISH_TIMEOUT_S
-from echonats.core.ports import StoredEvent
+from echonats.core.pipeline_ports import StoredEvent
 from echonats.model import DomainEvent
 from echonats.model.events import encode_event
 

@@ -17,7 +17,7 @@ from nats.js.errors import NotFoundError
 from echonats.adapters.nats import subjects
 from echonats.adapters.nats.errors import NATS_ERRORS, unavailable
 from echonats.adapters.nats.records import message_decoder
-from echonats.core.ports import ConsumerLag
+from echonats.core.pipeline_ports import ConsumerLag
 from echonats.model import Message
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import asyncpg
 
 from echonats.adapters.postgres.connection import Conn
 from echonats.adapters.postgres.errors import pipeline_error, translated
-from echonats.core.ports import StoredEvent
+from echonats.core.pipeline_ports import StoredEvent
 from echonats.model import DomainEvent
 from echonats.model.events import encode_event
 
