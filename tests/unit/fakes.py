@@ -9,12 +9,9 @@ The fakes follow the documented semantics of the ports and of the production ada
   referenced rows) raise ``Conflict`` as the PostgreSQL store does.
 * ``FakeMessageLog`` — the JetStream message log: ids are stream sequences, nonce dedupe, a
   persisted floor moved by ``persist_up_to`` (the persist worker's job).
-* ``FakeLiveFeed`` — the live feed: registered callbacks that tests call as NATS would deliver.
 * ``RecordingPublisher`` — records published events and drops their outbox rows, or fails.
 * ``FixedClock`` — a clock that only moves when told to.
-* ``FakeMessageStream``, ``FakeDelivery``, ``FakePersistSink`` — the persist worker's consumer of the
-  log (scripted fetches; each delivery records ack / retry / dead letter) and its idempotent sink.
-* ``FakeOutbox``, ``RecordingStoredPublisher`` — the outbox relay's claimed rows and publisher.
+* Worker pipelines: ``tests/unit/fake_pipelines.py``; the live feed: ``tests/unit/fake_live.py``.
 """
 
 from __future__ import annotations
@@ -29,14 +26,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from echonats.core.caller import Caller
-from echonats.core.pipeline_ports import ConsumerLag, StoredEvent
 from echonats.core.ports import (
     Appended,
     MembershipState,
-    OnEvent,
-    OnMessage,
-    OnPresence,
-    OnTyping,
     TenantLimits,
 )
 from echonats.core.services import Services
@@ -53,7 +45,7 @@ from echonats.model import (
     Tenant,
     User,
 )
-from echonats.model.errors import Conflict, EchonatsError, StorageRejected, Unavailable
+from echonats.model.errors import Conflict, EchonatsError, Unavailable
 
 EPOCH = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -544,48 +536,6 @@ class FakeMessageLog:
         return self._next_id - 1
 
 
-# -- live feed --------------------------------------------------------------------------------------
-
-
-class FakeInterest:
-    def __init__(self, feed: FakeLiveFeed, key: object) -> None:
-        self._feed = feed
-        self._key = key
-
-    async def cancel(self) -> None:
-        self._feed.watching.pop(self._key, None)
-
-
-class FakeLiveFeed:
-    """The live feed: ``watching`` holds the registered callbacks by what they watch (a
-    ``(tenant_id, channel_id)``, a tenant id for presence, ``("events", tenant_id)``); tests deliver
-    by calling them (``deliver``) as the stream's RePublish would."""
-
-    def __init__(self) -> None:
-        self.watching: dict[object, tuple[object, ...]] = {}
-
-    async def watch_channel(
-        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, on_message: OnMessage, on_typing: OnTyping
-    ) -> FakeInterest:
-        return self._watch((tenant_id, channel_id), on_message, on_typing)
-
-    async def watch_presence(self, tenant_id: uuid.UUID, on_presence: OnPresence) -> FakeInterest:
-        return self._watch(tenant_id, on_presence)
-
-    async def watch_events(
-        self, tenant_id: uuid.UUID | None, event_types: Sequence[str], on_event: OnEvent
-    ) -> FakeInterest:
-        return self._watch(("events", tenant_id), tuple(event_types), on_event)
-
-    def _watch(self, key: object, *callbacks: object) -> FakeInterest:
-        self.watching[key] = callbacks
-        return FakeInterest(self, key)
-
-    async def deliver(self, message: Message, previous_id: int) -> None:
-        on_message = self.watching[(message.tenant_id, message.channel_id)][0]
-        await on_message(message, previous_id)  # type: ignore[operator]
-
-
 # -- events -----------------------------------------------------------------------------------------
 
 
@@ -689,152 +639,3 @@ class Harness:
 
     async def resolve(self, caller: Caller) -> Caller:
         return await self.services.membership.resolve(caller.principal)
-
-
-# -- the worker's pipelines (persist, outbox relay) --------------------------------------------------
-
-
-def stored_message(message_id: int, body: str = "hello") -> Message:
-    return Message(message_id, uuid.UUID(int=1), uuid.UUID(int=2), "sender", "Sender", body, None, EPOCH)
-
-
-class FakeDelivery:
-    """One delivery of the message log (``StoredMessageDelivery``); records how it was settled.
-
-    ``committed`` (if given) is asked at ack time whether the message is in the store already."""
-
-    def __init__(
-        self,
-        message: Message | None,
-        *,
-        position: int | None = None,
-        attempts: int = 1,
-        undecodable_reason: str = "",
-        committed: Callable[[int], bool] | None = None,
-        dead_letter_fails: bool = False,
-    ) -> None:
-        self.message = message
-        self.position = position if position is not None else (message.id if message else 0)
-        self.undecodable_reason = undecodable_reason
-        self._attempts = attempts
-        self._committed = committed
-        self._dead_letter_fails = dead_letter_fails
-        self.settled: list[tuple[object, ...]] = []  # ("ack",), ("retry", delay), ("dead", reason, detail)
-        self.committed_at_ack: bool | None = None
-
-    @property
-    def attempts(self) -> int:
-        return self._attempts
-
-    async def ack(self) -> None:
-        if self._committed is not None:
-            self.committed_at_ack = self._committed(self.position)
-        self.settled.append(("ack",))
-
-    async def retry_later(self, delay_s: float) -> None:
-        self.settled.append(("retry", delay_s))
-
-    async def dead_letter(self, reason: str, detail: str) -> bool:
-        if self._dead_letter_fails:
-            return False
-        self.settled.append(("dead", reason, detail))
-        return True
-
-
-class FakePersistSink:
-    """The store's messages table (``PersistSink``): idempotent by id, all or nothing per call.
-
-    Ids in ``rejects`` are refused by the "schema" (``StorageRejected``); ``outage`` makes every
-    write fail with it until cleared."""
-
-    def __init__(self, *, rejects: Sequence[int] = ()) -> None:
-        self.rows: dict[int, Message] = {}
-        self.rejects = set(rejects)
-        self.outage: Unavailable | None = None
-        self.writes: list[list[int]] = []
-
-    async def write(self, messages: Sequence[Message]) -> None:
-        self.writes.append([m.id for m in messages])
-        if self.outage is not None:
-            raise self.outage
-        refused = [m.id for m in messages if m.id in self.rejects]
-        if refused:
-            raise StorageRejected(f"value too long for type character varying (ids {refused})")
-        for m in messages:
-            self.rows.setdefault(m.id, m)
-
-    def has(self, message_id: int) -> bool:
-        return message_id in self.rows
-
-
-class FakeMessageStream:
-    """The log's durable consumer (``MessageStream``), scripted: each fetch takes the next step, a
-    batch or an ``Unavailable`` to raise. When the script is done it sets ``stop`` (the worker ends)."""
-
-    name = "fake-persist"
-
-    def __init__(
-        self, script: Sequence[Sequence[FakeDelivery] | Unavailable], stop: asyncio.Event, *, lag: int = 0
-    ) -> None:
-        self._script = collections.deque(script)
-        self._stop = stop
-        self._lag = lag
-        self.binds = 0
-        self.closes = 0
-        self.fetches = 0
-
-    async def bind(self) -> None:
-        self.binds += 1
-
-    async def fetch(self, max_messages: int, timeout_s: float) -> Sequence[FakeDelivery]:
-        self.fetches += 1
-        if not self._script:
-            self._stop.set()
-            return []
-        step = self._script.popleft()
-        if isinstance(step, Unavailable):
-            raise step
-        return step[:max_messages]
-
-    async def pending(self) -> ConsumerLag:
-        return ConsumerLag(self._lag, 0)
-
-    async def close(self) -> None:
-        self.closes += 1
-
-
-class FakeOutbox:
-    """The outbox table as the relay (``OutboxRelayStore``) and the fast path (``PublishedOutbox``)
-    see it: claimed rows go when the block exits normally and stay when it raises."""
-
-    def __init__(self, now: datetime = EPOCH) -> None:
-        self.now = now
-        self.rows: dict[uuid.UUID, tuple[datetime, StoredEvent]] = {}
-
-    def put(self, event: StoredEvent, created_at: datetime) -> None:
-        self.rows[event.id] = (created_at, event)
-
-    @asynccontextmanager
-    async def claim_due(self, grace: timedelta, limit: int) -> AsyncIterator[list[StoredEvent]]:
-        due = sorted((c, e.id) for c, e in self.rows.values() if c < self.now - grace)
-        claimed = [self.rows[event_id][1] for _, event_id in due[:limit]]
-        yield claimed
-        for event in claimed:
-            del self.rows[event.id]
-
-    async def forget(self, event_ids: Sequence[uuid.UUID]) -> None:
-        for event_id in event_ids:
-            self.rows.pop(event_id, None)
-
-
-class RecordingStoredPublisher:
-    """``StoredEventPublisher`` that records what it sent, or fails with ``fail_with``."""
-
-    def __init__(self) -> None:
-        self.published: list[StoredEvent] = []
-        self.fail_with: EchonatsError | None = None
-
-    async def publish_stored(self, events: Sequence[StoredEvent]) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-        self.published.extend(events)

@@ -11,7 +11,8 @@ from echonats.gateway.connection import Connection, SharedFrames, WriteCoalescer
 from echonats.gateway.fanout import Hub
 from echonats.model import Message, NewMessage
 from echonats.model.errors import Unavailable
-from tests.unit.fakes import EPOCH, FakeLiveFeed, Harness
+from tests.unit.fake_live import FakeLiveFeed
+from tests.unit.fakes import EPOCH, Harness
 
 
 class _NoSink:

@@ -17,16 +17,15 @@ from echonats.model import events as ev
 from echonats.model.errors import Unavailable
 from echonats.workers.outbox import GRACE, OutboxRelay
 from echonats.workers.persist import REBIND_AFTER_FAILURES, PersistWorker
-from tests.unit.fakes import (
-    EPOCH,
+from tests.unit.fake_pipelines import (
     FakeDelivery,
     FakeMessageStream,
     FakeOutbox,
     FakePersistSink,
-    RecordingPublisher,
     RecordingStoredPublisher,
     stored_message,
 )
+from tests.unit.fakes import EPOCH, RecordingPublisher
 
 
 def _worker(sink: FakePersistSink, stream: FakeMessageStream | None = None) -> PersistWorker:
