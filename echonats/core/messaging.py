@@ -96,16 +96,7 @@ class MessagingService:
             if original is None:
                 raise Unavailable("duplicate message no longer in the log")
             return original
-        return Message(
-            id=appended.message_id,
-            tenant_id=new.tenant_id,
-            channel_id=new.channel_id,
-            sender_id=new.sender_id,
-            sender_display_name=new.sender_display_name,
-            body=new.body,
-            nonce=new.nonce,
-            created_at=new.created_at,
-        )
+        return new.stored_as(appended.message_id)
 
     async def history(
         self,

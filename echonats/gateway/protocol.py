@@ -75,6 +75,8 @@ class MessageFrame(ServerFrame, tag="message"):
 
     @classmethod
     def of(cls, message: Message) -> MessageFrame:
+        # By hand: fields are renamed and nested (msgspec.convert(from_attributes=True) maps neither),
+        # and it runs once per fanned-out message, where a hand copy is ~4x faster than convert.
         return cls(
             channel_id=message.channel_id,
             user_id=message.sender_id,

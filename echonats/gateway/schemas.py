@@ -185,15 +185,7 @@ class MessageOut(ResponseBody):
 
     @classmethod
     def of(cls, message: Message) -> MessageOut:
-        return cls(
-            id=message.id,
-            channel_id=message.channel_id,
-            sender_id=message.sender_id,
-            sender_display_name=message.sender_display_name,
-            body=message.body,
-            created_at=message.created_at,
-            nonce=message.nonce,
-        )
+        return msgspec.convert(message, cls, from_attributes=True)  # Message's fields, less tenant_id
 
 
 class MessagePage(ResponseBody):
@@ -203,9 +195,9 @@ class MessagePage(ResponseBody):
 
     @classmethod
     def of(cls, page: HistoryPage) -> MessagePage:
-        return cls(
-            items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor, has_more=page.has_more
-        )
+        # HistoryPage's fields, items as MessageOut. Slower than a hand-written copy (27 vs 19 us per
+        # 100 messages) but off the hot path: a history request also waits for PostgreSQL.
+        return msgspec.convert(page, cls, from_attributes=True)
 
 
 class PresenceOut(ResponseBody):

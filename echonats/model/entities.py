@@ -140,6 +140,19 @@ class NewMessage:
         identity = f"{len(self.sender_id)}:{self.sender_id}{self.nonce}".encode()
         return f"{self.channel_id}.{hashlib.sha256(identity).hexdigest()}"
 
+    def stored_as(self, message_id: int) -> Message:
+        """This message once the log has given it ``message_id``."""
+        return Message(
+            id=message_id,
+            tenant_id=self.tenant_id,
+            channel_id=self.channel_id,
+            sender_id=self.sender_id,
+            sender_display_name=self.sender_display_name,
+            body=self.body,
+            nonce=self.nonce,
+            created_at=self.created_at,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
