@@ -40,10 +40,10 @@ from echonats.gateway.presence import PresenceTracker
 from echonats.gateway.sending import SendPipeline
 from echonats.gateway.socket_errors import (
     CLOSE_TOO_MANY_CONNECTIONS,
-    bad_frame,
     error_frame,
     internal_error_frame,
 )
+from echonats.gateway.socket_errors import bad_frame as _bad_frame
 from echonats.gateway.socket_errors import close_for as _close_for
 from echonats.gateway.ws_framing import release_handshake, sink_for
 from echonats.model import Principal
@@ -189,7 +189,7 @@ async def _read_frames(
         conn.last_active = time.time()
         text = event.get("text")
         if text is None:
-            conn.offer(bad_frame("frames must be JSON text frames"))
+            conn.offer(_bad_frame("frames must be JSON text frames"))
             continue
         await _handle(conn, realtime, sends, text)
 
@@ -198,13 +198,13 @@ async def _handle(conn: Connection, realtime: Realtime, sends: SendPipeline, tex
     try:
         frame = p.client_frame_decoder.decode(text)
     except msgspec.ValidationError as exc:
-        conn.offer(bad_frame(f"invalid frame: {exc}"[:300]))
+        conn.offer(_bad_frame(f"invalid frame: {exc}"[:300]))
         return
     except msgspec.DecodeError:
-        conn.offer(bad_frame("frames must be JSON objects"))
+        conn.offer(_bad_frame("frames must be JSON objects"))
         return
     except RecursionError:  # msgspec gives up on absurd nesting this way; it is bad input, not a crash
-        conn.offer(bad_frame("frames must not be nested this deeply"))
+        conn.offer(_bad_frame("frames must not be nested this deeply"))
         return
     ref = None
     try:
