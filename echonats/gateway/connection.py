@@ -20,20 +20,18 @@ import logging
 import time
 import uuid
 from datetime import datetime
+from typing import Any
 
 from litestar.types import Send
 from prometheus_client import Counter
 
 from echonats.core.caller import Caller
 from echonats.gateway import protocol as p
+from echonats.gateway.socket_errors import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED
 from echonats.gateway.ws_framing import FrameSink, text_frame
 from echonats.model import Message
 
 log = logging.getLogger(__name__)
-
-CLOSE_UNAUTHORIZED = 4001
-CLOSE_FORBIDDEN = 4003
-CLOSE_SLOW_CONSUMER = 4008
 
 dropped_frames = Counter(
     "echonats_ws_dropped_ephemeral_frames_total", "Typing/presence frames dropped for slow clients"
@@ -85,6 +83,20 @@ class Connection:
         self._close_timeout_s = close_timeout_s
         # One timer per socket, never a task: the token's expiry while open, then the close deadline.
         self._timer: asyncio.TimerHandle | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A connection of another protocol must render every server frame its own way (or say it
+        has none): one that inherited a ``send_*`` would silently send JSON to, say, a STOMP client.
+        Checked once per class, at import, so ``make unit`` fails and the send path costs nothing."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__mro__[: cls.__mro__.index(Connection)]
+        missing = [
+            name
+            for name in vars(Connection)
+            if name.startswith("send_") and not any(name in vars(k) for k in own)
+        ]
+        if missing:
+            raise TypeError(f"{cls.__name__} must render {', '.join(missing)} (or define it to do nothing)")
 
     @property
     def user_id(self) -> str:

@@ -14,8 +14,8 @@ from typing import assert_never
 
 from echonats.core.access import ChannelAccess, MemberCache, TenantLimitsCache
 from echonats.core.ports import Interest, LiveFeed
-from echonats.gateway.connection import CLOSE_FORBIDDEN
 from echonats.gateway.fanout import Hub
+from echonats.gateway.socket_errors import CLOSE_FORBIDDEN
 from echonats.model import DomainEvent
 from echonats.model import events as ev
 

@@ -12,12 +12,12 @@ from typing import Annotated
 
 import msgspec
 
-from echonats.model import MAX_NONCE_CHARS, Message
+from echonats.model import MAX_NONCE_CHARS, MAX_TOKEN_CHARS, MAX_WIRE_BODY_CHARS, Message
 
 ChannelId = uuid.UUID
-Body = Annotated[str, msgspec.Meta(max_length=16_000)]
+Body = Annotated[str, msgspec.Meta(max_length=MAX_WIRE_BODY_CHARS)]  # MAX_BODY_CHARS after trimming
 Nonce = Annotated[str, msgspec.Meta(max_length=MAX_NONCE_CHARS)]
-Token = Annotated[str, msgspec.Meta(min_length=1, max_length=16 * 1024)]  # the verifier's own bound
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TOKEN_CHARS)]
 
 
 class ClientFrame(msgspec.Struct, tag_field="type", rename="camel", forbid_unknown_fields=True, kw_only=True):
@@ -75,6 +75,8 @@ class MessageFrame(ServerFrame, tag="message"):
 
     @classmethod
     def of(cls, message: Message) -> MessageFrame:
+        # By hand: fields are renamed and nested (msgspec.convert(from_attributes=True) maps neither),
+        # and it runs once per fanned-out message, where a hand copy is ~4x faster than convert.
         return cls(
             channel_id=message.channel_id,
             user_id=message.sender_id,

@@ -54,26 +54,16 @@ from echonats.core.caller import Caller
 from echonats.core.ports import Interest, OnEvent
 from echonats.gateway import stomp_frames as sf
 from echonats.gateway.auth import authenticate, bearer_token, unexpired
-from echonats.gateway.connection import (
-    CLOSE_FORBIDDEN,
-    CLOSE_UNAUTHORIZED,
-    Connection,
-)
+from echonats.gateway.connection import Connection
+from echonats.gateway.socket_errors import close_code as _close_code
+from echonats.gateway.socket_errors import stomp_error_frame
 from echonats.gateway.stomp_connection import StompConnection
 from echonats.gateway.stomp_frames import Frame
-from echonats.gateway.ws import CLOSE_TOO_MANY_CONNECTIONS, CLOSE_TRY_AGAIN_LATER, Realtime, refused_upgrade
+from echonats.gateway.ws import Realtime, refused_upgrade
 from echonats.gateway.ws_framing import release_handshake
 from echonats.model import DomainEvent
 from echonats.model import events as ev
-from echonats.model.errors import (
-    EchonatsError,
-    Forbidden,
-    LimitExceeded,
-    NotFound,
-    RateLimited,
-    Unauthenticated,
-    ValidationFailed,
-)
+from echonats.model.errors import EchonatsError, Forbidden, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -238,12 +228,8 @@ class _Session:
                 conn.caller, channel_id, body=body, nonce=frame.get("nonce")
             )
         except EchonatsError as exc:
-            extra = {}
-            if isinstance(exc, RateLimited):
-                metrics.rate_limited.labels("stomp").inc()
-                extra["retry-after-ms"] = str(exc.retry_after_ms)
             # A refused message is not a broken session: it stays open (see the module docstring).
-            conn.offer(sf.error_frame(exc.message, code=exc.code, receipt=receipt, **extra))
+            conn.offer(stomp_error_frame(exc, receipt))
             return
         metrics.record_send("stomp", started)
         if receipt is not None:
@@ -361,15 +347,6 @@ def _frame_token(frame: Frame) -> str | None:
     if not value:
         return None
     return bearer_token(value) or (value.strip() if " " not in value.strip() else None)
-
-
-def _close_code(exc: EchonatsError) -> int:  # the close codes /ws uses for the same failures
-    codes = {
-        Unauthenticated: CLOSE_UNAUTHORIZED,
-        Forbidden: CLOSE_FORBIDDEN,
-        LimitExceeded: CLOSE_TOO_MANY_CONNECTIONS,
-    }
-    return codes.get(type(exc), CLOSE_TRY_AGAIN_LATER)
 
 
 async def _drop(interest: Interest | None) -> None:

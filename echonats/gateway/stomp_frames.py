@@ -329,6 +329,8 @@ _json = msgspec.json.Encoder()
 
 
 def channel_message_tail(m: Message) -> str:
+    # By hand: the fields are renamed (msgspec.convert cannot map them) and this runs once per
+    # fanned-out message.
     body = _json.encode(ChannelMessageBody(m.id, m.sender_display_name, m.channel_id, m.body, m.created_at))
     return message_tail(str(m.id), f"/channels/{m.channel_id}", body)
 

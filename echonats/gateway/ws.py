@@ -21,41 +21,37 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, assert_never
 
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.datastructures import State
 from litestar.types import WebSocketResponseBodyEvent, WebSocketResponseStartEvent
 
-from echonats import metrics
 from echonats.core.caller import Caller
 from echonats.core.ports import LiveFeed, TokenVerifier, TypingNotice, TypingPublisher, TypingThrottle
 from echonats.core.services import Services
 from echonats.gateway import protocol as p
 from echonats.gateway.auth import authenticate, bearer_token, unexpired
-from echonats.gateway.connection import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, Connection, WriteCoalescer
+from echonats.gateway.connection import Connection, WriteCoalescer
 from echonats.gateway.fanout import Hub
 from echonats.gateway.limits import HandshakeGuard, SocketCounter
 from echonats.gateway.presence import PresenceTracker
 from echonats.gateway.sending import SendPipeline
+from echonats.gateway.socket_errors import (
+    CLOSE_TOO_MANY_CONNECTIONS,
+    error_frame,
+    internal_error_frame,
+)
+from echonats.gateway.socket_errors import bad_frame as _bad_frame
+from echonats.gateway.socket_errors import close_for as _close_for
 from echonats.gateway.ws_framing import release_handshake, sink_for
 from echonats.model import Principal
-from echonats.model.errors import (
-    EchonatsError,
-    Forbidden,
-    LimitExceeded,
-    RateLimited,
-    Unauthenticated,
-    Unavailable,
-)
+from echonats.model.errors import EchonatsError, Forbidden, LimitExceeded, Unauthenticated, Unavailable
 
 log = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=Connection)
-
-CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_TOO_MANY_CONNECTIONS = 4029
 
 
 @dataclass(slots=True)
@@ -132,19 +128,6 @@ async def refused_upgrade(socket: WebSocket[Any, Any, Any], handshakes: Handshak
     return True
 
 
-def error_frame(exc: EchonatsError, ref: str | None = None) -> str:
-    """The one place domain errors become WebSocket error frames."""
-    retry_after = None
-    if isinstance(exc, RateLimited):
-        retry_after = exc.retry_after_ms
-        metrics.rate_limited.labels("websocket").inc()
-    return p.encode(p.ErrorFrame(code=exc.code, message=exc.message, ref=ref, retry_after_ms=retry_after))
-
-
-def _bad_frame(message: str) -> str:
-    return p.encode(p.ErrorFrame(code="bad_request", message=message))
-
-
 @websocket("/ws", name="chat-websocket")
 async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
     state: State = socket.app.state
@@ -196,17 +179,6 @@ async def _serve(
         await conn.stop()
 
 
-def _close_for(exc: EchonatsError) -> tuple[int, str]:
-    """The one place handshake failures become close codes."""
-    if isinstance(exc, Unauthenticated):
-        return CLOSE_UNAUTHORIZED, exc.message[:120]
-    if isinstance(exc, Forbidden):
-        return CLOSE_FORBIDDEN, exc.message[:120]
-    if isinstance(exc, LimitExceeded):
-        return CLOSE_TOO_MANY_CONNECTIONS, exc.message[:120]
-    return CLOSE_TRY_AGAIN_LATER, "try again later"
-
-
 async def _read_frames(
     socket: WebSocket[Any, Any, Any], realtime: Realtime, conn: Connection, sends: SendPipeline
 ) -> None:
@@ -236,27 +208,32 @@ async def _handle(conn: Connection, realtime: Realtime, sends: SendPipeline, tex
         return
     ref = None
     try:
-        if isinstance(frame, p.Send):
-            await sends.submit(frame.channel_id, frame.body, frame.nonce)  # answered when stored
-        elif isinstance(frame, p.Subscribe):
-            ref = str(frame.channel_id)
-            await realtime.hub.subscribe(conn, frame.channel_id, frame.since)  # checks access
-        elif isinstance(frame, p.Unsubscribe):
-            await realtime.hub.unsubscribe(conn, frame.channel_id)
-            conn.send_unsubscribed(frame.channel_id)
-        elif isinstance(frame, p.Typing):
-            ref = str(frame.channel_id)
-            await _typing(conn, realtime, frame.channel_id)
-        elif isinstance(frame, p.Reauth):
-            await _reauthenticate(conn, realtime, frame.token)
-        else:
-            conn.offer(p.PONG)
+        # One case per frame type: a frame added to p.AnyClientFrame without a case here fails
+        # `make typecheck` at assert_never instead of being answered with something else.
+        match frame:
+            case p.Send():
+                await sends.submit(frame.channel_id, frame.body, frame.nonce)  # answered when stored
+            case p.Subscribe():
+                ref = str(frame.channel_id)
+                await realtime.hub.subscribe(conn, frame.channel_id, frame.since)  # checks access
+            case p.Unsubscribe():
+                await realtime.hub.unsubscribe(conn, frame.channel_id)
+                conn.send_unsubscribed(frame.channel_id)
+            case p.Typing():
+                ref = str(frame.channel_id)
+                await _typing(conn, realtime, frame.channel_id)
+            case p.Reauth():
+                await _reauthenticate(conn, realtime, frame.token)
+            case p.Ping():
+                conn.offer(p.PONG)
+            case _:
+                assert_never(frame)
     except EchonatsError as exc:
         conn.offer(error_frame(exc, ref))
     except Exception:
         # A bug must cost this one frame, not the connection (and never its other subscriptions).
         log.exception("frame handling failed", extra={"connection_id": conn.id})
-        conn.offer(p.encode(p.ErrorFrame(code="internal_error", message="internal error", ref=ref)))
+        conn.offer(internal_error_frame(ref))
 
 
 async def _reauthenticate(conn: Connection, realtime: Realtime, token: str) -> None:

@@ -16,6 +16,13 @@ MAX_DISPLAY_NAME_CHARS = 100
 MAX_USER_ID_CHARS = 255
 MAX_NONCE_CHARS = 64
 MAX_EMAIL_CHARS = 320
+# Wire ceilings: schema bounds the decoders enforce (answered 400, D31). The limits above are checked
+# by the rules after trimming (answered 422, naming the field), so these sit far above them: they only
+# bound what a decoder holds, and a value padded with whitespace is trimmed, not refused.
+MAX_WIRE_BODY_CHARS = 16_000  # a message body, 4 x MAX_BODY_CHARS
+MAX_WIRE_TEXT_CHARS = 10_000  # every other REST text field (names, topics, emails)
+MAX_TOKEN_CHARS = 16 * 1024  # a bearer token (the verifier's own bound)
+MAX_TENANT_LIMIT = 1_000_000  # a tenant's maxChannels and maxMessagesPerSecond
 # Message ids are PostgreSQL bigints (JetStream sequences are uint64, but never get this far).
 MAX_MESSAGE_ID = 2**63 - 1
 PLATFORM_ADMIN_ROLE = "platform-admin"

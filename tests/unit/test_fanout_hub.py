@@ -40,6 +40,21 @@ class RecordingConnection(Connection):
     def send_subscribed(self, channel_id: uuid.UUID) -> None:
         pass
 
+    # The hub's other hooks: not what these tests look at (every subclass must render them all).
+    def send_typing(
+        self, channel_id: uuid.UUID, user_id: str, display_name: str, shared: SharedFrames
+    ) -> None:
+        pass
+
+    def send_presence(self, user_id: str, status: str, shared: SharedFrames) -> None:
+        pass
+
+    def send_unsubscribed(self, channel_id: uuid.UUID) -> None:
+        pass
+
+    def send_resync_required(self, channel_id: uuid.UUID) -> None:
+        pass
+
 
 async def _setup() -> tuple[Harness, FakeLiveFeed, Hub, RecordingConnection, uuid.UUID]:
     h = Harness.build()
