@@ -52,6 +52,14 @@ fanout_seconds = Histogram(
     "Time to fan one message out to local sockets",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
 )
+dropped_frames = Counter(
+    "echonats_ws_dropped_ephemeral_frames_total", "Typing/presence frames dropped for slow clients"
+)
+slow_consumer_closes = Counter("echonats_ws_slow_consumer_closes_total", "Connections closed with 4008")
+coalesced_writes = Counter(
+    "echonats_ws_coalesced_writes_total",
+    "Socket writes of frames gathered over one loop iteration (compare with frames broadcast)",
+)
 gaps_repaired = Counter(
     "echonats_fanout_gaps_repaired_total", "Messages read back from the stream after a gap"
 )

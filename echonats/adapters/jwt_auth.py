@@ -18,7 +18,7 @@ from jwt.exceptions import InvalidSubjectError, PyJWTError
 from jwt.types import Options
 
 from echonats import model
-from echonats.model import MAX_DISPLAY_NAME_CHARS, Principal
+from echonats.model import MAX_DISPLAY_NAME_CHARS, MAX_TOKEN_CHARS, Principal
 from echonats.model.errors import ConfigError, Unauthenticated, ValidationFailed
 from echonats.settings import AuthSettings
 
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 JWKS_ALGORITHMS: frozenset[str] = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "PS256"})
 #: Algorithms accepted with ``ECHONATS_JWT_SECRET`` (development / self-issued tokens).
 SECRET_ALGORITHMS: frozenset[str] = frozenset({"HS256"})
-#: Longer strings are refused before any parsing (a bearer token is a few KiB at most).
-MAX_TOKEN_CHARS = 16 * 1024
 MIN_SECRET_BYTES = 32  # RFC 7518 section 3.2: an HS256 key at least as long as the hash output
 
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256"})

@@ -23,8 +23,8 @@ from datetime import datetime
 from typing import Any
 
 from litestar.types import Send
-from prometheus_client import Counter
 
+from echonats import metrics
 from echonats.core.caller import Caller
 from echonats.gateway import protocol as p
 from echonats.gateway.socket_errors import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED
@@ -32,15 +32,6 @@ from echonats.gateway.ws_framing import FrameSink, text_frame
 from echonats.model import Message
 
 log = logging.getLogger(__name__)
-
-dropped_frames = Counter(
-    "echonats_ws_dropped_ephemeral_frames_total", "Typing/presence frames dropped for slow clients"
-)
-slow_consumer_closes = Counter("echonats_ws_slow_consumer_closes_total", "Connections closed with 4008")
-coalesced_writes = Counter(
-    "echonats_ws_coalesced_writes_total",
-    "Socket writes of frames gathered over one loop iteration (compare with frames broadcast)",
-)
 
 # One per fanned-out item: the first socket of a protocol renders into it under the protocol's key
 # and every other socket reuses the bytes.
@@ -134,7 +125,7 @@ class Connection:
             return
         depth = len(self._queue)
         if ephemeral and depth >= self._ephemeral_limit:
-            dropped_frames.inc()
+            metrics.dropped_frames.inc()
             return
         if depth >= self._max_queue:
             self._slow_consumer()
@@ -164,7 +155,7 @@ class Connection:
             self._drainer = asyncio.create_task(self._drain(), name=f"ws-drain-{self.id}")
 
     def _slow_consumer(self) -> None:
-        slow_consumer_closes.inc()
+        metrics.slow_consumer_closes.inc()
         log.info("closing slow consumer", extra={"connection_id": self.id, "user": self.user_id})
         self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
 
@@ -312,6 +303,6 @@ class WriteCoalescer:
     def _write_all(self) -> None:
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
-        coalesced_writes.inc(len(dirty))
+        metrics.coalesced_writes.inc(len(dirty))
         for conn in dirty:
             conn.write_pending()

@@ -14,7 +14,8 @@ import jwt
 import pytest
 
 from echonats.adapters.dev_tokens import mint_dev_token
-from echonats.adapters.jwt_auth import MAX_TOKEN_CHARS, JwtVerifier
+from echonats.adapters.jwt_auth import JwtVerifier
+from echonats.model import MAX_TOKEN_CHARS
 from echonats.model.errors import ConfigError, Unauthenticated
 from echonats.settings import AuthSettings
 
