@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 
-from echonats.model import MAX_MESSAGE_ID, MAX_NONCE_CHARS, MAX_TOKEN_CHARS, MAX_WIRE_BODY_CHARS, Message
+from echonats.model import MAX_NONCE_CHARS, MAX_TOKEN_CHARS, MAX_WIRE_BODY_CHARS, Message
 
 ChannelId = uuid.UUID
 Body = Annotated[str, msgspec.Meta(max_length=MAX_WIRE_BODY_CHARS)]  # MAX_BODY_CHARS after trimming
@@ -26,7 +26,7 @@ class ClientFrame(msgspec.Struct, tag_field="type", rename="camel", forbid_unkno
 
 class Subscribe(ClientFrame, tag="subscribe"):
     channel_id: ChannelId
-    since: Annotated[int, msgspec.Meta(ge=0, le=MAX_MESSAGE_ID)] | None = None
+    since: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class Unsubscribe(ClientFrame, tag="unsubscribe"):

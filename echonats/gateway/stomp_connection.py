@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 
-from litestar.types import Send
-
-from echonats.core.caller import Caller
 from echonats.gateway import stomp_frames as sf
-from echonats.gateway.connection import Connection, SharedFrames, WriteCoalescer
-from echonats.gateway.ws_framing import FrameSink, text_frame
+from echonats.gateway.connection import Connection, SharedFrames
+from echonats.gateway.ws_framing import text_frame
 from echonats.model import Message
 
 
 class StompConnection(Connection):
     """A hub connection that renders messages as STOMP MESSAGE frames for its subscription ids."""
 
-    def __init__(
-        self,
-        caller: Caller,
-        send: Send,
-        *,
-        sink: FrameSink,
-        coalescer: WriteCoalescer,
-        max_queue: int,
-        close_timeout_s: float = 5.0,
-    ) -> None:
-        super().__init__(
-            caller, send, sink=sink, coalescer=coalescer, max_queue=max_queue, close_timeout_s=close_timeout_s
-        )
-        # Channel -> escaped subscription ids; one hub subscription per channel serves them all.
-        self.channel_subscriptions: dict[uuid.UUID, list[str]] = {}
+    @functools.cached_property
+    def channel_subscriptions(self) -> dict[uuid.UUID, list[str]]:
+        """Channel -> escaped subscription ids; one hub subscription per channel serves them all.
+        (Cached on first use: after that an attribute like any other, and no constructor to repeat.)"""
+        return {}
 
     def send_message(self, message: Message, shared: SharedFrames) -> None:
         # The part after the subscription header is the same for every STOMP socket: render it once.
