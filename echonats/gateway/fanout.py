@@ -9,6 +9,7 @@ from the stream before anything newer is delivered: every socket sees each messa
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -273,13 +274,9 @@ class Hub:
 
     async def _listen(self, channel: _Channel) -> None:
         key = (channel.tenant_id, channel.channel_id)
-
-        async def on_message(message: Message, previous_id: int) -> None:
-            await self._on_live(channel, message, previous_id)
-
-        def on_typing(notice: TypingNotice) -> None:
-            self._on_typing(channel, notice)
-
+        # Partials, not wrapper coroutines: one coroutine per delivered message, not two.
+        on_message = functools.partial(self._on_live, channel)
+        on_typing = functools.partial(self._on_typing, channel)
         try:
             channel.interest = await self._feed.watch_channel(
                 channel.tenant_id, channel.channel_id, on_message, on_typing

@@ -459,16 +459,7 @@ class FakeMessageLog:
                 return Appended(self._dedupe[key], duplicate=True)
         message_id = self._next_id
         self._next_id += 1
-        self.stream[message_id] = Message(
-            id=message_id,
-            tenant_id=message.tenant_id,
-            channel_id=message.channel_id,
-            sender_id=message.sender_id,
-            sender_display_name=message.sender_display_name,
-            body=message.body,
-            nonce=message.nonce,
-            created_at=message.created_at,
-        )
+        self.stream[message_id] = message.stored_as(message_id)
         if key is not None:
             self._dedupe[key] = message_id
         return Appended(message_id, duplicate=False)
