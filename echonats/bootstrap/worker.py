@@ -12,8 +12,8 @@ from prometheus_client import start_http_server
 from echonats.adapters.nats.event_publisher import JetStreamEventPublisher
 from echonats.adapters.nats.live import NatsAnnouncer
 from echonats.adapters.nats.persist_stream import JetStreamPersistStream
-from echonats.adapters.postgres.messages import PostgresPersistSink
 from echonats.adapters.postgres.outbox import PostgresOutbox
+from echonats.adapters.postgres.persist_sink import PostgresPersistSink
 from echonats.adapters.redis.realtime import RedisPresenceStore
 from echonats.bootstrap.resources import open_resources, prepare_streams
 from echonats.settings import Settings

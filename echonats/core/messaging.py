@@ -1,21 +1,29 @@
-"""Sending messages and reading history.
+"""Writing to a channel's log (messages, and the changes prepared by ``core.changes``) and reading
+history.
 
-A message is acknowledged once the durable log (JetStream) has it; its id is the log's sequence.
-PostgreSQL catches up through the persist worker, so history merges the persisted rows with the
-log's not-yet-persisted tail: a sender always reads its own acknowledged writes.
+A write is acknowledged once the durable log (JetStream) has it; its id is the log's sequence.
+PostgreSQL catches up through the persist worker, so reads fold the log's not-yet-persisted tail
+onto the persisted rows (``core.history``): a writer always reads its own acknowledged writes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Sequence
 
 from echonats import model
 from echonats.core.access import ChannelAccess, TenantLimitsCache
 from echonats.core.caller import Caller
+from echonats.core.history import TimelineReader
 from echonats.core.ports import Appended, Clock, MessageLog, RateLimiter, Store
-from echonats.model import HistoryPage, Message, NewMessage
-from echonats.model.errors import RateLimited, Unavailable, ValidationFailed
+from echonats.model import Change, Entry, HistoryPage, Message, NewMessage, Unchanged
+from echonats.model.errors import Conflict, MessageGone, NotFound, RateLimited, Unavailable, ValidationFailed
+from echonats.model.timeline import change_dedupe_key
+
+# What a socket or a route puts into a channel's log, and what it gets back once stored.
+Write = NewMessage | Change | Unchanged
+Written = Entry | Unchanged
 
 MIN_PAGE = 1
 MAX_PAGE = 100
@@ -39,21 +47,55 @@ class MessagingService:
         self._clock = clock
         self._limiter = limiter
         self._tenants = tenants or TenantLimitsCache(store)
+        self.reader = TimelineReader(store, log)
 
-    async def send(self, caller: Caller, channel_id: uuid.UUID, *, body: str, nonce: str | None) -> Message:
-        new = await self.check(caller, channel_id, body=body, nonce=nonce)
-        _, refusal = await self.admit(caller, [new])
+    async def send(
+        self,
+        caller: Caller,
+        channel_id: uuid.UUID,
+        *,
+        body: str,
+        nonce: str | None,
+        thread_id: int | None = None,
+        also_to_channel: bool = False,
+    ) -> Message:
+        new = await self.check(
+            caller, channel_id, body=body, nonce=nonce, thread_id=thread_id, also_to_channel=also_to_channel
+        )
+        stored = await self.write(caller, new)
+        if not isinstance(stored, Message):  # the nonce was used for a change before
+            raise Conflict("this nonce was already used for another write", details={"field": "nonce"})
+        return stored
+
+    async def write(self, caller: Caller, write: Write) -> Written:
+        """Admit one checked write and await it stored (the REST routes' path)."""
+        _, refusal = await self.admit(caller, [write])
         if refusal is not None:
             raise refusal
-        return await (await self.submit(new))
+        return await (await self.submit(write))
 
     async def check(
-        self, caller: Caller, channel_id: uuid.UUID, *, body: str, nonce: str | None
+        self,
+        caller: Caller,
+        channel_id: uuid.UUID,
+        *,
+        body: str,
+        nonce: str | None,
+        thread_id: int | None = None,
+        also_to_channel: bool = False,
     ) -> NewMessage:
         """Validation and access: the message as it would be stored. Safe to run concurrently."""
         text = model.message_body(body)
         client_nonce = model.nonce(nonce)
+        if also_to_channel and thread_id is None:
+            raise ValidationFailed("alsoToChannel needs a threadId", details={"field": "alsoToChannel"})
         await self._access.readable(caller, channel_id)
+        if thread_id is not None:
+            root = await self.reader.message(caller, channel_id, thread_id)
+            if root.is_reply:
+                raise ValidationFailed("a reply cannot start a thread", details={"field": "threadId"})
+            if root.deleted:
+                raise MessageGone("the thread's root message was deleted", details={"messageId": thread_id})
         return NewMessage(
             tenant_id=caller.tenant_id,
             channel_id=channel_id,
@@ -62,41 +104,50 @@ class MessagingService:
             body=text,
             nonce=client_nonce,
             created_at=self._clock.now(),
+            thread_id=thread_id,
+            also_to_channel=also_to_channel,
         )
 
-    async def admit(self, caller: Caller, messages: Sequence[NewMessage]) -> tuple[int, RateLimited | None]:
-        """Rate limits for consecutive checked messages of one sender, in their order (after
-        validation and access: rejected input must not spend the sender's budget). Returns how many
-        of the first may go on and the refusal for the rest, if any. A resend of a nonce already
-        admitted is free: the log answers it with the original message."""
-        if self._limiter is None or not messages:
-            return len(messages), None
+    async def admit(self, caller: Caller, writes: Sequence[Write]) -> tuple[int, RateLimited | None]:
+        """Rate limits for consecutive checked writes of one caller, in their order (after
+        validation and access: rejected input must not spend the caller's budget). Returns how many
+        of the first may go on and the refusal for the rest, if any. Messages and changes share one
+        budget; a resend of a nonce already admitted is free: the log answers it with the original."""
+        if self._limiter is None or not writes:
+            return len(writes), None
         tenant = await self._tenants.get(caller.tenant_id)
         return await self._limiter.acquire_many(
             caller.tenant_id,
             caller.user_id,
-            len(messages),
+            len(writes),
             tenant_per_second=tenant.max_messages_per_second,
-            resend_keys=[message.dedupe_key for message in messages],
+            resend_keys=[_dedupe_key(write) for write in writes],
         )
 
-    async def submit(self, new: NewMessage) -> Awaitable[Message]:
-        """Give ``new`` its place in the log now; await the result for the stored message.
+    async def submit(self, write: Write) -> Awaitable[Written]:
+        """Give ``write`` its place in the log now; await the result for the stored entry.
 
-        Returning before the acknowledgement lets one sender have many messages in flight, in
-        order, instead of one log round trip per message."""
-        pending = await self._log.begin_append(new)
-        return self._stored(new, pending)
+        Returning before the acknowledgement lets one sender have many writes in flight, in
+        order, instead of one log round trip per write."""
+        match write:
+            case NewMessage():
+                return self._stored(write, await self._log.begin_append(write))
+            case Unchanged():
+                return _done(write)
+            case _:
+                return self._stored(write, await self._log.begin_change(write))
 
-    async def _stored(self, new: NewMessage, pending: Awaitable[Appended]) -> Message:
+    async def _stored(self, write: NewMessage | Change, pending: Awaitable[Appended]) -> Entry:
         appended = await pending
         if appended.duplicate:
-            # Same nonce within the dedupe window: answer with the original message.
+            # Same nonce within the dedupe window: answer with the original entry.
             original = await self._log.get(appended.message_id)
             if original is None:
-                raise Unavailable("duplicate message no longer in the log")
+                raise Unavailable("duplicate write no longer in the log")
             return original
-        return new.stored_as(appended.message_id)
+        if isinstance(write, NewMessage):
+            return write.stored_as(appended.message_id)
+        return dataclasses.replace(write, id=appended.message_id)
 
     async def history(
         self,
@@ -106,8 +157,10 @@ class MessagingService:
         before: int | None = None,
         after: int | None = None,
         limit: int = DEFAULT_PAGE,
+        thread_id: int | None = None,
     ) -> HistoryPage:
         """Newest first. ``before`` pages back in time; ``after`` alone pages forward from a message.
+        With ``thread_id``: that thread's replies (the root must be a message of the channel).
 
         nextCursor continues in the same direction: pass it as ``before`` (or ``after``) again.
         """
@@ -117,23 +170,48 @@ class MessagingService:
             if value is not None and value < 0:
                 raise ValidationFailed(f"{name} must be a message id", details={"field": name})
         await self._access.readable(caller, channel_id)
-        forward = after is not None and before is None
-        # Read the log's tail first: everything at or below its persisted floor is already in
-        # PostgreSQL when we query it next, so the union has no gap.
-        tail = await self._log.unpersisted(
-            caller.tenant_id, channel_id, after=after, before=before, limit=limit + 1, newest=not forward
+        return await self.reader.page(
+            caller, channel_id, before=before, after=after, limit=limit, thread_id=thread_id
         )
-        async with self._store.read() as tx:
-            rows = await tx.messages.page(channel_id, before=before, after=after, limit=limit + 1)
-        merged = {m.id: m for m in rows}
-        for message in tail:
-            merged.setdefault(message.id, message)
-        ordered = sorted(merged.values(), key=lambda m: m.id, reverse=not forward)
-        page = ordered[:limit]
-        has_more = len(ordered) > limit
-        if forward:
-            page.reverse()  # the window right after `after`, presented newest first
-            cursor = page[0].id if page else after
-        else:
-            cursor = page[-1].id if page else None
-        return HistoryPage(items=page, next_cursor=cursor if has_more or forward else None, has_more=has_more)
+
+    async def thread(
+        self,
+        caller: Caller,
+        channel_id: uuid.UUID,
+        root_id: int,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = DEFAULT_PAGE,
+    ) -> tuple[Message, HistoryPage]:
+        """A thread's root and a page of its replies (as ``history``)."""
+        await self._access.readable(caller, channel_id)
+        root = await self.reader.message(caller, channel_id, root_id)
+        if root.is_reply:
+            raise NotFound("no thread starts at this message", details={"messageId": root_id})
+        page = await self.history(
+            caller, channel_id, before=before, after=after, limit=limit, thread_id=root_id
+        )
+        return root, page
+
+    async def message(self, caller: Caller, channel_id: uuid.UUID, message_id: int) -> Message:
+        await self._access.readable(caller, channel_id)
+        return await self.reader.message(caller, channel_id, message_id)
+
+    async def pins(self, caller: Caller, channel_id: uuid.UUID) -> list[Message]:
+        await self._access.readable(caller, channel_id)
+        return await self.reader.pins(caller, channel_id)
+
+
+def _dedupe_key(write: Write) -> str | None:
+    match write:
+        case NewMessage():
+            return write.dedupe_key
+        case Unchanged():
+            return None
+        case _:
+            return change_dedupe_key(write)
+
+
+async def _done(unchanged: Unchanged) -> Unchanged:
+    return unchanged

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from echonats.model import Message
+from echonats.model import Entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +24,9 @@ class ConsumerLag:
 class StoredMessageDelivery(Protocol):
     """One message the message log delivered to the persist pipeline, to be settled exactly once."""
 
-    # The decoded message (its id is its position in the log), or None when the payload cannot be
+    # The decoded entry (its id is its position in the log), or None when the payload cannot be
     # decoded; then ``undecodable_reason`` says why.
-    message: Message | None
+    entry: Entry | None
     undecodable_reason: str
     position: int
 
@@ -73,10 +73,12 @@ class MessageStream(Protocol):
 
 
 class PersistSink(Protocol):
-    async def write(self, messages: Sequence[Message]) -> None:
-        """Store these messages, idempotently by id (a replayed message changes nothing), in one
-        commit; messages of deleted channels are dropped. ``StorageRejected`` when the schema refuses
-        a row (nothing of this call is stored), ``Unavailable`` when the store is out of reach."""
+    async def write(self, entries: Sequence[Entry]) -> None:
+        """Store these messages and apply these changes, in their order, idempotently by id (a
+        replayed entry changes nothing), in one commit; entries of deleted channels are dropped.
+        ``TargetMissing`` when a change's message is not stored (yet), ``StorageRejected`` when the
+        schema refuses a row (either way nothing of this call is stored), ``Unavailable`` when the
+        store is out of reach."""
         ...
 
 

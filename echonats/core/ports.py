@@ -11,9 +11,11 @@ from datetime import datetime
 from typing import Protocol
 
 from echonats.model import (
+    Change,
     Channel,
     ChannelMember,
     DomainEvent,
+    Entry,
     Member,
     Message,
     NewMessage,
@@ -107,12 +109,55 @@ class ChannelRepo(Protocol):
     async def remove_user_everywhere(self, tenant_id: uuid.UUID, user_id: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message in its latest state as the store has it, with the id of the latest edit and pin
+    change applied to it: folding the log's tail onto it skips what the store already applied."""
+
+    message: Message
+    edit_mark: int = 0
+    pin_mark: int = 0
+
+
+# (message id, emoji, user id): one user's reaction with one emoji on one message.
+ReactionKey = tuple[int, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionMark:
+    """A reaction's state in the store and the id of the change that set it."""
+
+    added: bool
+    change_id: int
+
+
 class MessageRepo(Protocol):
+    """Persisted messages in their latest state; ``viewer`` decides each reaction's ``me``."""
+
     async def page(
-        self, channel_id: uuid.UUID, *, before: int | None, after: int | None, limit: int
-    ) -> list[Message]:
-        """Persisted messages strictly between the cursors, newest first (oldest first with ``after``)."""
+        self,
+        channel_id: uuid.UUID,
+        *,
+        before: int | None,
+        after: int | None,
+        limit: int,
+        viewer: str,
+        thread_id: int | None = None,
+    ) -> list[StoredMessage]:
+        """Strictly between the cursors, newest first (oldest first with ``after`` alone): the
+        channel's listing (roots, plain messages, replies sent to the channel too), or with
+        ``thread_id`` that thread's replies."""
         ...
+
+    async def by_ids(self, ids: Sequence[int], *, viewer: str) -> dict[int, StoredMessage]:
+        """Those of ``ids`` that are persisted."""
+        ...
+
+    async def pinned(self, channel_id: uuid.UUID, *, viewer: str) -> list[StoredMessage]:
+        """The channel's pinned messages, most recently pinned first."""
+        ...
+
+    async def reaction_marks(self, keys: Sequence[ReactionKey]) -> dict[ReactionKey, ReactionMark]: ...
 
 
 class Outbox(Protocol):
@@ -167,25 +212,23 @@ class MessageLog(Protocol):
         in time). Calls made one after another are stored in that order."""
         ...
 
-    async def get(self, message_id: int) -> Message | None: ...
-    async def unpersisted(
-        self,
-        tenant_id: uuid.UUID,
-        channel_id: uuid.UUID,
-        *,
-        after: int | None,
-        before: int | None,
-        limit: int,
-        newest: bool,
-    ) -> list[Message]:
-        """A channel's messages above the persist worker's ack floor, strictly between the cursors:
-        the ``limit`` newest of them if ``newest``, else the ``limit`` oldest; oldest first."""
+    async def begin_change(self, change: Change) -> asyncio.Future[Appended]:
+        """Like ``begin_append``, for a change to a message (its ``id`` is ignored: the log gives
+        one). A resend with the same actor and nonce resolves to the original (``duplicate``)."""
+        ...
+
+    async def get(self, entry_id: int) -> Entry | None: ...
+
+    async def tail(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> list[Entry]:
+        """Every entry of the channel above the persist worker's ack floor (everything at or below
+        it is in the store), oldest first. Some of them may be in the store too: folding them is
+        idempotent. ``Unavailable`` if the tail is too long to read (the worker is far behind)."""
         ...
 
     async def read_channel(
         self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, start: int, limit: int
-    ) -> tuple[list[Message], bool]:
-        """A channel's messages with id >= ``start``, oldest first, at most ``limit``; and whether
+    ) -> tuple[list[Entry], bool]:
+        """A channel's entries with id >= ``start``, oldest first, at most ``limit``; and whether
         more exist. ``Unavailable`` if the log cannot be read."""
         ...
 
@@ -262,9 +305,10 @@ class Interest(Protocol):
     async def cancel(self) -> None: ...
 
 
-# A stored message of the channel and the id of the channel's message before it (0: none), so a
-# subscriber detects a delivery it missed. Undecodable deliveries are dropped (and logged) by the feed.
-OnMessage = Callable[[Message, int], Awaitable[None]]
+# A stored entry of the channel (a message or a change) and the id of the channel's entry before it
+# (0: none), so a subscriber detects a delivery it missed. Undecodable deliveries are dropped (and
+# logged) by the feed.
+OnEntry = Callable[[Entry, int], Awaitable[None]]
 OnTyping = Callable[[TypingNotice], None]
 OnPresence = Callable[[PresenceChange], None]
 OnEvent = Callable[[DomainEvent], None]
@@ -276,7 +320,7 @@ class LiveFeed(Protocol):
     interest run one at a time, in publication order. ``Unavailable`` if it cannot register."""
 
     async def watch_channel(
-        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, on_message: OnMessage, on_typing: OnTyping
+        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, on_entry: OnEntry, on_typing: OnTyping
     ) -> Interest: ...
 
     async def watch_presence(self, tenant_id: uuid.UUID, on_presence: OnPresence) -> Interest: ...

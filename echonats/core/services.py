@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from echonats.core.access import ChannelAccess, TenantLimitsCache
+from echonats.core.changes import MessageChanges
 from echonats.core.channels import ChannelService
 from echonats.core.event_sink import EventSink, UtcClock
 from echonats.core.membership import MembershipService
@@ -17,6 +18,7 @@ class Services:
     membership: MembershipService
     channels: ChannelService
     messaging: MessagingService
+    changes: MessageChanges
     access: ChannelAccess
     tenant_limits: TenantLimitsCache
 
@@ -34,10 +36,12 @@ class Services:
         sink = EventSink(store, publisher)
         access = ChannelAccess(store)
         tenant_limits = TenantLimitsCache(store)
+        messaging = MessagingService(store, log, access, clock, limiter=limiter, tenants=tenant_limits)
         return cls(
             membership=MembershipService(store, sink, clock, access),
             channels=ChannelService(store, sink, clock, log, access),
-            messaging=MessagingService(store, log, access, clock, limiter=limiter, tenants=tenant_limits),
+            messaging=messaging,
+            changes=MessageChanges(store, access, messaging.reader, clock),
             access=access,
             tenant_limits=tenant_limits,
         )

@@ -15,6 +15,7 @@ from echonats.gateway.auth import AUTH_DEPENDENCIES
 from echonats.gateway.errors import EXCEPTION_HANDLERS
 from echonats.gateway.health import health, metrics, ready
 from echonats.gateway.media_type import require_json_body
+from echonats.gateway.message_routes import MessageController
 from echonats.gateway.observability import request_metrics_middleware
 from echonats.gateway.routes import CONTROLLERS
 from echonats.gateway.stomp import stomp_socket
@@ -28,7 +29,7 @@ def build_app(
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
 ) -> Litestar:
     return Litestar(
-        route_handlers=[health, ready, metrics, chat_socket, stomp_socket, *CONTROLLERS],
+        route_handlers=[health, ready, metrics, chat_socket, stomp_socket, *CONTROLLERS, MessageController],
         dependencies=AUTH_DEPENDENCIES,
         guards=[require_json_body],
         lifespan=list(lifespan),

@@ -29,7 +29,7 @@ from echonats.core.caller import Caller
 from echonats.gateway import protocol as p
 from echonats.gateway.socket_errors import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED
 from echonats.gateway.ws_framing import FrameSink, text_frame
-from echonats.model import Message
+from echonats.model import Entry
 
 log = logging.getLogger(__name__)
 
@@ -231,11 +231,16 @@ class Connection:
     # -- what the fanout hub hands over; this class speaks the JSON protocol, others override --------
     # ``shared`` is one dict per fanned-out item: the first socket of a protocol renders into it
     # and every other socket reuses the result, so each message is encoded once per protocol.
-    def send_message(self, message: Message, shared: SharedFrames) -> None:
+    def send_entry(self, entry: Entry, shared: SharedFrames) -> None:
         frame = shared.get("json")
         if frame is None:
-            frame = shared["json"] = text_frame(p.encode_bytes(p.MessageFrame.of(message)))
+            frame = shared["json"] = text_frame(p.encode_bytes(p.entry_frame(entry)))
+            if (thread := p.thread_frame(entry)) is not None:
+                shared["json.thread"] = text_frame(p.encode_bytes(thread))
         self.offer_frame(frame)
+        thread_frame = shared.get("json.thread")
+        if thread_frame is not None:
+            self.offer_frame(thread_frame)
 
     def send_typing(
         self, channel_id: uuid.UUID, user_id: str, display_name: str, shared: SharedFrames

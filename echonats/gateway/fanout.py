@@ -21,7 +21,7 @@ from echonats import metrics
 from echonats.core.access import ChannelAccess
 from echonats.core.ports import Interest, LiveFeed, MessageLog, TypingNotice
 from echonats.gateway.connection import Connection, SharedFrames
-from echonats.model import Message, PresenceChange
+from echonats.model import Entry, PresenceChange
 from echonats.model.errors import EchonatsError, NotFound
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class _Waiting:
     the decision under way may rest on a read from before that revocation was committed, so it is
     taken again from the database before the socket goes live."""
 
-    buffer: list[Message] = field(default_factory=list)
+    buffer: list[Entry] = field(default_factory=list)
     revoked: bool = False
     overflowed: bool = False  # more than the replay limit waited: the client must resync
 
@@ -131,7 +131,7 @@ class Hub:
                 return  # unsubscribed (or the channel revoked) while deciding: that answer stands
             conn.send_subscribed(channel_id)
             announced = True
-            replayed: list[Message] | None = []
+            replayed: list[Entry] | None = []
             if since is not None:
                 replayed = await self._replay(channel, since)
                 if waiting.revoked and not await self._authorize(conn, channel, waiting, fresh=True):
@@ -155,7 +155,7 @@ class Hub:
             delivered = channel.last_id or since or 0
         else:
             for message in replayed:
-                conn.send_message(message, {})
+                conn.send_entry(message, {})
             delivered = replayed[-1].id if replayed else (since or 0)
         self._go_live(conn, channel, waiting, delivered)
 
@@ -180,10 +180,10 @@ class Hub:
         else:
             for message in waiting.buffer:
                 if message.id > delivered:
-                    conn.send_message(message, {})
+                    conn.send_entry(message, {})
         channel.sockets.add(conn)
 
-    async def _replay(self, channel: _Channel, since: int) -> list[Message] | None:
+    async def _replay(self, channel: _Channel, since: int) -> list[Entry] | None:
         """Every message after ``since``, or None if a resync is needed."""
         if since + 1 < await self._log.first_sequence():
             return None  # older messages were aged out of the stream: refetch history instead
@@ -299,7 +299,7 @@ class Hub:
         await _cancel(channel.interest)
 
     # -- live feed callbacks ------------------------------------------------------------------------
-    async def _on_live(self, channel: _Channel, message: Message, previous_id: int) -> None:
+    async def _on_live(self, channel: _Channel, message: Entry, previous_id: int) -> None:
         started = time.perf_counter()
         if channel.last_id is not None:
             if message.id <= channel.last_id:
@@ -326,11 +326,11 @@ class Hub:
                 metrics.gaps_repaired.inc()
                 self._deliver(channel, message)
 
-    def _deliver(self, channel: _Channel, message: Message) -> None:
+    def _deliver(self, channel: _Channel, message: Entry) -> None:
         shared: SharedFrames = {}  # each protocol's frame is encoded once, however many sockets
         channel.last_id = message.id
         for conn in channel.sockets:
-            conn.send_message(message, shared)
+            conn.send_entry(message, shared)
         for waiting in channel.waiting.values():
             if len(waiting.buffer) < self._replay_limit:
                 waiting.buffer.append(message)

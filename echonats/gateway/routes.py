@@ -269,14 +269,21 @@ class ChannelsController(Controller):
         self, channel_id: uuid.UUID, data: s.SendMessage, caller: Caller, services: Services
     ) -> s.MessageOut:
         started = time.perf_counter()
-        message = await services.messaging.send(caller, channel_id, body=data.body, nonce=data.nonce)
+        message = await services.messaging.send(
+            caller,
+            channel_id,
+            body=data.body,
+            nonce=data.nonce,
+            thread_id=data.thread_id,
+            also_to_channel=data.also_to_channel,
+        )
         metrics.record_send("rest", started)
         return s.MessageOut.of(message)
 
     @get(
         "/{channel_id:uuid}/messages",
         responses=_errors(*COMMON, 404, 422),
-        summary="History, newest first, by keyset on the message id",
+        summary="History (roots and channel messages, latest state), newest first, by keyset on the id",
     )
     async def history(
         self,

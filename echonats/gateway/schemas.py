@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 
-from echonats.gateway.protocol import Body, Nonce
+from echonats.gateway.protocol import Body, MessageId, Nonce
 from echonats.model import (
     MAX_TENANT_LIMIT,
     MAX_USER_ID_CHARS,
@@ -75,6 +75,13 @@ class AddChannelMember(RequestBody):
 
 
 class SendMessage(RequestBody):
+    body: Body
+    nonce: Nonce | None = None
+    thread_id: MessageId | None = None  # a reply in the thread of this root message
+    also_to_channel: bool = False  # a reply shown in the channel's history too
+
+
+class EditMessage(RequestBody):
     body: Body
     nonce: Nonce | None = None
 
@@ -174,18 +181,44 @@ class ChannelMemberList(ResponseBody):
     items: list[ChannelMemberOut]
 
 
+class ReactionOut(ResponseBody):
+    emoji: str
+    count: int
+    me: bool  # the caller reacted with it
+
+
 class MessageOut(ResponseBody):
     id: int
     channel_id: uuid.UUID
     sender_id: str
     sender_display_name: str
-    body: str
+    body: str  # empty when deleted
     created_at: datetime
     nonce: str | None
+    thread_id: int | None = None  # a reply: its thread's root
+    also_to_channel: bool = False
+    edited_at: datetime | None = None
+    deleted: bool = False
+    reply_count: int = 0  # a thread root: its replies not deleted
+    last_reply_at: datetime | None = None
+    reactions: list[ReactionOut] = msgspec.field(default_factory=list)
+    pinned: bool = False
 
     @classmethod
     def of(cls, message: Message) -> MessageOut:
         return msgspec.convert(message, cls, from_attributes=True)  # Message's fields, less tenant_id
+
+
+class ChangeOut(ResponseBody):
+    """A change is stored: ``eventId`` is its own id in the channel's order; null when the message
+    was already in the state asked for (nothing was logged)."""
+
+    event_id: int | None
+    message_id: int
+
+
+class PinList(ResponseBody):
+    items: list[MessageOut]
 
 
 class MessagePage(ResponseBody):
@@ -198,6 +231,23 @@ class MessagePage(ResponseBody):
         # HistoryPage's fields, items as MessageOut. Slower than a hand-written copy (27 vs 19 us per
         # 100 messages) but off the hot path: a history request also waits for PostgreSQL.
         return msgspec.convert(page, cls, from_attributes=True)
+
+
+class ThreadPage(ResponseBody):
+    root: MessageOut
+    items: list[MessageOut]  # replies, newest first
+    next_cursor: int | None
+    has_more: bool
+
+    @classmethod
+    def of(cls, root: Message, page: HistoryPage) -> ThreadPage:
+        replies = MessagePage.of(page)
+        return cls(
+            root=MessageOut.of(root),
+            items=replies.items,
+            next_cursor=replies.next_cursor,
+            has_more=replies.has_more,
+        )
 
 
 class PresenceOut(ResponseBody):

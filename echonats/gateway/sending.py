@@ -1,4 +1,5 @@
-"""One socket's sends, pipelined: checked concurrently, logged in the order sent, answered in order.
+"""One socket's writes (sends, and changes to messages), pipelined: checked concurrently, logged in
+the order sent, answered in order.
 
 Handling a ``send`` takes round trips (the rate limiter in Redis, JetStream's acknowledgement).
 Waiting for each before reading the next frame caps a socket at one message per round trip, and a
@@ -7,7 +8,8 @@ in bursts (a bot, a bridge, a bench sender) then sees its acks fall seconds behi
 may have ``window`` sends in flight. Their checks run concurrently; each enters the log only after
 every earlier one has (or has failed), so the stream keeps the client's order; acks and errors go
 out in the order the frames came. While the window is full the socket is not read, which pushes
-back on the client through TCP.
+back on the client through TCP. A change (edit, delete, react, ...) is checked against the message's
+latest state, which the socket's earlier writes may change: it waits until they are answered.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ from typing import Any
 
 from echonats import metrics
 from echonats.core.caller import Caller
-from echonats.core.messaging import MessagingService
-from echonats.model import Message, NewMessage
+from echonats.core.messaging import MessagingService, Write, Written
 from echonats.model.errors import EchonatsError
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 # A client with this many unanswered sends is not read until one is answered.
 MAX_SENDS_IN_FLIGHT = 64
 
-StoredCallback = Callable[[Message, str | None], None]
+StoredCallback = Callable[[Written, str | None], None]
 ErrorCallback = Callable[[EchonatsError, str | None], None]
 
 
@@ -41,11 +42,11 @@ ErrorCallback = Callable[[EchonatsError, str | None], None]
 class _Send:
     ref: str | None  # what the answer quotes (the nonce)
     started: float
-    checked: asyncio.Task[NewMessage]
-    stored: Awaitable[Message] | None = None  # once the message has its place in the log
+    checked: asyncio.Task[Write]
+    stored: Awaitable[Written] | None = None  # once the write has its place in the log
 
 
-def _failure(task: asyncio.Task[NewMessage]) -> BaseException:
+def _failure(task: asyncio.Task[Write]) -> BaseException:
     return (
         asyncio.CancelledError() if task.cancelled() else task.exception() or EchonatsError("internal error")
     )
@@ -75,14 +76,49 @@ class SendPipeline:
         self._storing: list[_Send] = []  # in the log, waiting for its acknowledgement
         self._sequencer: asyncio.Task[None] | None = None
         self._answerer: asyncio.Task[None] | None = None
+        self._quiet: asyncio.Event | None = None  # set when nothing is in flight (see submit_change)
 
-    async def submit(self, channel_id: uuid.UUID, body: str, nonce: str | None) -> None:
+    async def submit(
+        self,
+        channel_id: uuid.UUID,
+        body: str,
+        nonce: str | None,
+        *,
+        thread_id: int | None = None,
+        also_to_channel: bool = False,
+    ) -> None:
         """Start one send; returns at once unless the window is full."""
+        await self._start(
+            lambda: self._messaging.check(
+                self._caller,
+                channel_id,
+                body=body,
+                nonce=nonce,
+                thread_id=thread_id,
+                also_to_channel=also_to_channel,
+            ),
+            nonce,
+        )
+
+    async def submit_change(self, check: Callable[[], Awaitable[Write]], ref: str | None) -> None:
+        """Start one change once every earlier write of this socket is answered (its check reads
+        the state they may change: a react right after an unreact must see the unreact)."""
+        while self._checking or self._storing:
+            if self._quiet is None:
+                self._quiet = asyncio.Event()
+            self._quiet.clear()
+            await self._quiet.wait()
+        await self._start(check, ref)
+
+    async def _start(self, check: Callable[[], Awaitable[Write]], ref: str | None) -> None:
         if self._room is None:
             self._room = asyncio.Semaphore(self._window)
         await self._room.acquire()
-        checked = asyncio.create_task(self._messaging.check(self._caller, channel_id, body=body, nonce=nonce))
-        self._checking.append(_Send(nonce, time.perf_counter(), checked))
+
+        async def checking() -> Write:
+            return await check()
+
+        self._checking.append(_Send(ref, time.perf_counter(), asyncio.create_task(checking())))
         if self._sequencer is None:
             self._sequencer = asyncio.create_task(self._sequence())
 
@@ -110,14 +146,14 @@ class SendPipeline:
                     admitted, refusal = await self._messaging.admit(self._caller, messages)
                 except Exception as exc:  # answered to the client, see _answer
                     admitted, refusal = 0, exc
-                for index, (item, new) in enumerate(zip(run, messages, strict=True)):
+                for index, (item, write) in enumerate(zip(run, messages, strict=True)):
                     self._checking.pop(0)
                     if index >= admitted:
                         self._answer_in_order(item, refusal or EchonatsError("internal error"))
                         continue
                     try:
                         # Awaited in order by _acknowledge; the log's deadline already runs.
-                        item.stored = await self._messaging.submit(new)
+                        item.stored = await self._messaging.submit(write)
                     except Exception as exc:  # answered to the client, see _answer
                         self._answer_in_order(item, exc)
                         continue
@@ -127,7 +163,7 @@ class SendPipeline:
 
     def _answer_in_order(self, item: _Send, failure: BaseException) -> None:
         """A send that ends before the log: answered after every earlier send's answer."""
-        failed: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        failed: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
         failed.set_exception(failure)
         item.stored = failed
         self._await_answer(item)
@@ -143,7 +179,7 @@ class SendPipeline:
             while self._storing:
                 item = self._storing[0]
                 assert item.stored is not None
-                outcome: Message | BaseException
+                outcome: Written | BaseException
                 try:
                     outcome = await item.stored
                 except Exception as exc:  # answered to the client, see _answer
@@ -155,10 +191,12 @@ class SendPipeline:
         finally:
             self._answerer = None
 
-    def _answer(self, item: _Send, outcome: Message | BaseException) -> None:
+    def _answer(self, item: _Send, outcome: Written | BaseException) -> None:
         assert self._room is not None
         self._room.release()
-        if isinstance(outcome, Message):
+        if self._quiet is not None and not self._checking and not self._storing:
+            self._quiet.set()
+        if not isinstance(outcome, BaseException):
             self._on_stored(outcome, item.ref)
         elif isinstance(outcome, EchonatsError):
             self._on_error(outcome, item.ref)

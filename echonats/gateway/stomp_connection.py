@@ -8,7 +8,7 @@ import uuid
 from echonats.gateway import stomp_frames as sf
 from echonats.gateway.connection import Connection, SharedFrames
 from echonats.gateway.ws_framing import text_frame
-from echonats.model import Message
+from echonats.model import Entry, Message
 
 
 class StompConnection(Connection):
@@ -20,7 +20,12 @@ class StompConnection(Connection):
         (Cached on first use: after that an attribute like any other, and no constructor to repeat.)"""
         return {}
 
-    def send_message(self, message: Message, shared: SharedFrames) -> None:
+    def send_entry(self, entry: Entry, shared: SharedFrames) -> None:
+        # EchoPulse clients know messages only: changes (edits, reactions, ...) and thread-only
+        # replies are not theirs to render; they see what a channel's history lists.
+        if not isinstance(entry, Message) or not entry.listed_in_channel:
+            return
+        message = entry
         # The part after the subscription header is the same for every STOMP socket: render it once.
         tail = shared.get("stomp")
         if tail is None:

@@ -19,7 +19,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, assert_never
 
@@ -29,6 +29,7 @@ from litestar.datastructures import State
 from litestar.types import WebSocketResponseBodyEvent, WebSocketResponseStartEvent
 
 from echonats.core.caller import Caller
+from echonats.core.messaging import Write
 from echonats.core.ports import LiveFeed, TokenVerifier, TypingNotice, TypingPublisher, TypingThrottle
 from echonats.core.services import Services
 from echonats.gateway import protocol as p
@@ -155,9 +156,7 @@ async def _serve(
         caller,
         realtime.services.messaging,
         transport="websocket",
-        on_stored=lambda message, nonce: conn.offer(
-            p.encode(p.Ack(nonce=nonce, message_id=message.id, created_at=message.created_at))
-        ),
+        on_stored=lambda written, nonce: conn.offer(p.encode(p.ack_of(written, nonce))),
         on_error=lambda exc, ref: conn.offer(error_frame(exc, ref)),
     )
     # Register before completing the handshake: once a client is connected, it is reachable.
@@ -212,7 +211,15 @@ async def _handle(conn: Connection, realtime: Realtime, sends: SendPipeline, tex
         # `make typecheck` at assert_never instead of being answered with something else.
         match frame:
             case p.Send():
-                await sends.submit(frame.channel_id, frame.body, frame.nonce)  # answered when stored
+                await sends.submit(  # answered when stored
+                    frame.channel_id,
+                    frame.body,
+                    frame.nonce,
+                    thread_id=frame.thread_id,
+                    also_to_channel=frame.also_to_channel,
+                )
+            case p.Edit() | p.Delete() | p.React() | p.Unreact():
+                await sends.submit_change(change_check(conn.caller, realtime.services, frame), frame.nonce)
             case p.Subscribe():
                 ref = str(frame.channel_id)
                 await realtime.hub.subscribe(conn, frame.channel_id, frame.since)  # checks access
@@ -234,6 +241,27 @@ async def _handle(conn: Connection, realtime: Realtime, sends: SendPipeline, tex
         # A bug must cost this one frame, not the connection (and never its other subscriptions).
         log.exception("frame handling failed", extra={"connection_id": conn.id})
         conn.offer(internal_error_frame(ref))
+
+
+def change_check(
+    caller: Caller, services: Services, frame: p.Edit | p.Delete | p.React | p.Unreact
+) -> Callable[[], Awaitable[Write]]:
+    """The check a change frame asks for (run by the pipeline when its turn comes)."""
+    changes = services.changes
+    match frame:
+        case p.Edit():
+            return lambda: changes.check_edit(
+                caller, frame.channel_id, frame.message_id, body=frame.body, nonce=frame.nonce
+            )
+        case p.Delete():
+            return lambda: changes.check_delete(caller, frame.channel_id, frame.message_id, nonce=frame.nonce)
+        case p.React() | p.Unreact():
+            added = isinstance(frame, p.React)
+            return lambda: changes.check_reaction(
+                caller, frame.channel_id, frame.message_id, emoji=frame.emoji, added=added, nonce=frame.nonce
+            )
+        case _:
+            assert_never(frame)
 
 
 async def _reauthenticate(conn: Connection, realtime: Realtime, token: str) -> None:

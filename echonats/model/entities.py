@@ -116,6 +116,19 @@ class ChannelMember:
     joined_at: datetime
 
 
+def dedupe_key(channel_id: uuid.UUID, sender_id: str, nonce: str | None) -> str | None:
+    """What makes a resend "the same write": channel, sender and nonce. None without a nonce.
+
+    Unambiguous for any sender id and nonce (both may contain any separator): the sender id is
+    length-prefixed before hashing, so no two different (sender, nonce) pairs hash the same
+    input; the channel id is a fixed-format UUID. Plain ASCII, usable as a header or key. Sends and
+    changes (edits, reactions, ...) share the key space: a nonce names one write of its sender."""
+    if nonce is None:
+        return None
+    identity = f"{len(sender_id)}:{sender_id}{nonce}".encode()
+    return f"{channel_id}.{hashlib.sha256(identity).hexdigest()}"
+
+
 @dataclass(frozen=True, slots=True)
 class NewMessage:
     """A message about to be appended to the log (it has no id yet)."""
@@ -127,18 +140,12 @@ class NewMessage:
     body: str
     nonce: str | None
     created_at: datetime
+    thread_id: int | None = None  # a reply: the root message's id (same channel)
+    also_to_channel: bool = False  # a reply listed in the channel's history too (Slack's broadcast)
 
     @property
     def dedupe_key(self) -> str | None:
-        """What makes a resend "the same message": channel, sender and nonce. None without a nonce.
-
-        Unambiguous for any sender id and nonce (both may contain any separator): the sender id is
-        length-prefixed before hashing, so no two different (sender, nonce) pairs hash the same
-        input; the channel id is a fixed-format UUID. Plain ASCII, usable as a header or key."""
-        if self.nonce is None:
-            return None
-        identity = f"{len(self.sender_id)}:{self.sender_id}{self.nonce}".encode()
-        return f"{self.channel_id}.{hashlib.sha256(identity).hexdigest()}"
+        return dedupe_key(self.channel_id, self.sender_id, self.nonce)
 
     def stored_as(self, message_id: int) -> Message:
         """The message once the log gave it its id."""
@@ -151,11 +158,25 @@ class NewMessage:
             body=self.body,
             nonce=self.nonce,
             created_at=self.created_at,
+            thread_id=self.thread_id,
+            also_to_channel=self.also_to_channel,
         )
 
 
 @dataclass(frozen=True, slots=True)
+class Reaction:
+    """One emoji on a message: how many reacted with it and whether the viewer did."""
+
+    emoji: str
+    count: int
+    me: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
+    """A message as sent (from the log: the fields up to ``also_to_channel``), or in its latest
+    state (history: the later fields too, folded from its edits, deletion, reactions and pin)."""
+
     id: int
     tenant_id: uuid.UUID
     channel_id: uuid.UUID
@@ -164,6 +185,23 @@ class Message:
     body: str
     nonce: str | None
     created_at: datetime
+    thread_id: int | None = None
+    also_to_channel: bool = False
+    edited_at: datetime | None = None
+    deleted: bool = False  # a tombstone: the body is empty, reactions and pin went with it
+    reply_count: int = 0  # a thread root: its replies that are not deleted
+    last_reply_at: datetime | None = None  # when its latest reply was posted
+    reactions: tuple[Reaction, ...] = ()  # in the order each emoji was first added
+    pinned: bool = False
+
+    @property
+    def is_reply(self) -> bool:
+        return self.thread_id is not None
+
+    @property
+    def listed_in_channel(self) -> bool:
+        """Shown in the channel's history (roots and plain messages; replies live in their thread)."""
+        return self.thread_id is None or self.also_to_channel
 
 
 @dataclass(frozen=True, slots=True)

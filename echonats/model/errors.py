@@ -76,3 +76,16 @@ class StorageRejected(EchonatsError):
     ``Unavailable``, retrying the same record cannot help, so a pipeline sets it aside (dead letter)."""
 
     code = "storage_rejected"
+
+
+class TargetMissing(StorageRejected):
+    """A change to a message the store does not have (yet): another worker may still be writing
+    it, so the change is retried for a while before it is set aside."""
+
+    code = "target_missing"
+
+
+class MessageGone(Conflict):
+    """The message was deleted: it can no longer be edited, reacted to, pinned or replied to."""
+
+    code = "message_deleted"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import emoji as emoji_data
+
 from echonats.model.entities import (
     MAX_BODY_CHARS,
     MAX_CHANNEL_NAME_CHARS,
@@ -15,6 +17,7 @@ from echonats.model.entities import (
     MAX_USER_ID_CHARS,
 )
 from echonats.model.errors import ValidationFailed
+from echonats.model.timeline import MAX_EMOJI_CHARS
 
 # -- validation rules ------------------------------------------------------------------------------
 
@@ -101,3 +104,17 @@ def user_id(value: str, field_name: str = "userId") -> str:
             details={"field": field_name},
         )
     return value
+
+
+_SHORTCODE = re.compile(rf"^:[a-z0-9_+\-]{{1,{MAX_EMOJI_CHARS - 2}}}:$")
+
+
+def emoji(value: str) -> str:
+    """A reaction: one Unicode emoji (a sequence such as a skin tone or a ZWJ family counts as one,
+    per the `emoji` package's list of fully-qualified emoji) or a ``:shortcode:`` (lowercase
+    letters, digits, ``_``, ``+``, ``-``), which clients map to custom or standard emoji."""
+    if len(value) <= MAX_EMOJI_CHARS and (_SHORTCODE.match(value) or emoji_data.is_emoji(value)):
+        return value
+    raise ValidationFailed(
+        "emoji must be one Unicode emoji or a :shortcode: (a-z, 0-9, _ + -)", details={"field": "emoji"}
+    )

@@ -1,9 +1,11 @@
 """Persist worker: the message log -> the store, in batches, idempotently.
 
-At-least-once: rows are committed before the messages are acked, and a replayed message changes
+At-least-once: rows are committed before the entries are acked, and a replayed entry changes
 nothing (the sink is idempotent by id). Several worker processes share one durable consumer.
-A message that cannot be stored (undecodable, or rejected by the schema) goes to the dead letters
-with the reason, so it never blocks the stream. An outage of the store is never the message's fault.
+An entry that cannot be stored (undecodable, or rejected by the schema) goes to the dead letters
+with the reason, so it never blocks the stream. An outage of the store is never the entry's fault.
+A change whose message is not stored yet (another worker still writing it) is retried a few
+times, then set aside like a rejected one.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from datetime import UTC, datetime
 
 from echonats import metrics
 from echonats.core.pipeline_ports import MessageStream, PersistSink, StoredMessageDelivery
-from echonats.model import Message
-from echonats.model.errors import StorageRejected, Unavailable
+from echonats.model import Entry, Message
+from echonats.model.errors import StorageRejected, TargetMissing, Unavailable
 
 log = logging.getLogger(__name__)
 
 LAG_REPORT_INTERVAL_S = 5.0
 REBIND_AFTER_FAILURES = 3
 RETRY_DELAY_CAP_S = 30
+# Deliveries of a change whose message is missing before it is dead-lettered: a message another
+# worker is writing lands within a batch's time; one that never lands (it was dead-lettered) never will.
+TARGET_MISSING_ATTEMPTS = 6
 
 
 def retry_delay_s(attempts: int) -> float:
@@ -35,7 +40,7 @@ def retry_delay_s(attempts: int) -> float:
 @dataclass(frozen=True, slots=True)
 class _Decoded:
     delivery: StoredMessageDelivery
-    message: Message
+    entry: Entry
 
 
 class PersistWorker:
@@ -105,15 +110,15 @@ class PersistWorker:
         """Write one fetched batch; True when every message was settled (acked or dead-lettered)."""
         decoded: list[_Decoded] = []
         for delivery in batch:
-            if delivery.message is None:
+            if delivery.entry is None:
                 await self._dead_letter(delivery, "undecodable", delivery.undecodable_reason)
             else:
-                decoded.append(_Decoded(delivery, delivery.message))
+                decoded.append(_Decoded(delivery, delivery.entry))
         if not decoded:
             return True
         try:
             try:
-                await self._sink.write([d.message for d in decoded])
+                await self._sink.write([d.entry for d in decoded])
             except StorageRejected:
                 return await self._store_one_by_one(decoded)
         except Unavailable as exc:
@@ -130,12 +135,18 @@ class PersistWorker:
         return False
 
     async def _store_one_by_one(self, decoded: list[_Decoded]) -> bool:
-        """Some row of the batch is refused: write them singly, so only the refused ones go aside."""
+        """Some entry of the batch is refused: write them singly, so only the refused ones go aside
+        (or, a change whose message is missing, come back later)."""
         stored: list[_Decoded] = []
         for item in decoded:
             try:
-                await self._sink.write([item.message])
+                await self._sink.write([item.entry])
                 stored.append(item)
+            except TargetMissing as exc:
+                if item.delivery.attempts >= TARGET_MISSING_ATTEMPTS:
+                    await self._dead_letter(item.delivery, "target_missing", exc.message)
+                else:
+                    await item.delivery.retry_later(retry_delay_s(item.delivery.attempts))
             except StorageRejected as exc:
                 await self._dead_letter(item.delivery, "rejected_by_schema", exc.message)
         await self._settle(stored)
@@ -145,7 +156,9 @@ class PersistWorker:
         now = datetime.now(UTC)
         for item in stored:
             await item.delivery.ack()
-            metrics.persist_lag_seconds.observe(max(0.0, (now - item.message.created_at).total_seconds()))
+            entry = item.entry
+            written_at = entry.created_at if isinstance(entry, Message) else entry.at
+            metrics.persist_lag_seconds.observe(max(0.0, (now - written_at).total_seconds()))
         metrics.persisted.inc(len(stored))
         metrics.persist_batches.observe(len(stored))
 

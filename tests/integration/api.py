@@ -14,7 +14,7 @@ from litestar.testing import AsyncTestClient
 
 from echonats.adapters.dev_tokens import mint_dev_token
 from echonats.adapters.nats.persist_stream import JetStreamPersistStream
-from echonats.adapters.postgres.messages import PostgresPersistSink
+from echonats.adapters.postgres.persist_sink import PostgresPersistSink
 from echonats.bootstrap.gateway import create_gateway_app
 from echonats.bootstrap.resources import open_resources
 from echonats.settings import Settings

@@ -27,8 +27,8 @@ from nats.aio.msg import Msg
 
 from echonats.adapters.nats import subjects
 from echonats.adapters.nats.persist_stream import JetStreamPersistStream
-from echonats.adapters.postgres.messages import PostgresPersistSink
 from echonats.adapters.postgres.migrations import apply_migrations
+from echonats.adapters.postgres.persist_sink import PostgresPersistSink
 from echonats.devstack.stack import LocalStack, StackUrls
 from echonats.settings import NatsSettings, PostgresSettings, RedisSettings, Settings
 from echonats.workers.persist import PersistWorker

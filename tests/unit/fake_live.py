@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Sequence
 
 from echonats.core.ports import (
+    OnEntry,
     OnEvent,
-    OnMessage,
     OnPresence,
     OnTyping,
 )
@@ -36,9 +36,9 @@ class FakeLiveFeed:
         self.watching: dict[object, tuple[object, ...]] = {}
 
     async def watch_channel(
-        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, on_message: OnMessage, on_typing: OnTyping
+        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, on_entry: OnEntry, on_typing: OnTyping
     ) -> FakeInterest:
-        return self._watch((tenant_id, channel_id), on_message, on_typing)
+        return self._watch((tenant_id, channel_id), on_entry, on_typing)
 
     async def watch_presence(self, tenant_id: uuid.UUID, on_presence: OnPresence) -> FakeInterest:
         return self._watch(tenant_id, on_presence)

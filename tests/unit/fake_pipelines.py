@@ -11,9 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 from echonats.core.pipeline_ports import ConsumerLag, StoredEvent
-from echonats.model import (
-    Message,
-)
+from echonats.model import Entry, Message
 from echonats.model.errors import EchonatsError, StorageRejected, Unavailable
 from tests.unit.fakes import EPOCH
 
@@ -31,7 +29,7 @@ class FakeDelivery:
 
     def __init__(
         self,
-        message: Message | None,
+        entry: Entry | None,
         *,
         position: int | None = None,
         attempts: int = 1,
@@ -39,8 +37,8 @@ class FakeDelivery:
         committed: Callable[[int], bool] | None = None,
         dead_letter_fails: bool = False,
     ) -> None:
-        self.message = message
-        self.position = position if position is not None else (message.id if message else 0)
+        self.entry = entry
+        self.position = position if position is not None else (entry.id if entry else 0)
         self.undecodable_reason = undecodable_reason
         self._attempts = attempts
         self._committed = committed
@@ -79,7 +77,7 @@ class FakePersistSink:
         self.outage: Unavailable | None = None
         self.writes: list[list[int]] = []
 
-    async def write(self, messages: Sequence[Message]) -> None:
+    async def write(self, messages: Sequence[Entry]) -> None:
         self.writes.append([m.id for m in messages])
         if self.outage is not None:
             raise self.outage

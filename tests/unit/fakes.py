@@ -29,23 +29,34 @@ from echonats.core.caller import Caller
 from echonats.core.ports import (
     Appended,
     MembershipState,
+    ReactionKey,
+    ReactionMark,
+    StoredMessage,
     TenantLimits,
 )
 from echonats.core.services import Services
 from echonats.model import (
     PLATFORM_ADMIN_ROLE,
+    Change,
     Channel,
     ChannelMember,
     DomainEvent,
+    Entry,
     Member,
     Message,
+    MessageDeleted,
+    MessageEdited,
     NewMessage,
+    PinChanged,
     Principal,
+    Reaction,
+    ReactionChanged,
     Role,
     Tenant,
     User,
 )
 from echonats.model.errors import Conflict, EchonatsError, Unavailable
+from echonats.model.timeline import change_dedupe_key
 
 EPOCH = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -92,7 +103,9 @@ class State:
     members: dict[tuple[uuid.UUID, str], MemberRow] = field(default_factory=dict)
     channels: dict[uuid.UUID, Channel] = field(default_factory=dict)
     channel_members: dict[tuple[uuid.UUID, str], ChannelMemberRow] = field(default_factory=dict)
-    messages: dict[int, Message] = field(default_factory=dict)  # persisted rows
+    messages: dict[int, Message] = field(default_factory=dict)  # persisted rows (reactions aside)
+    marks: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> (edit_mark, pin_mark)
+    reactions: dict[ReactionKey, ReactionMark] = field(default_factory=dict)  # message_reactions
     outbox: dict[uuid.UUID, DomainEvent] = field(default_factory=dict)
 
 
@@ -329,9 +342,27 @@ class InMemoryChannelRepo(_Repo):
 
 
 class InMemoryMessageRepo(_Repo):
+    def _stored(self, m: Message, viewer: str) -> StoredMessage:
+        emoji: dict[str, list[int]] = {}  # emoji -> [count, me, first change id]
+        for (message_id, e, user), mark in sorted(self._s.reactions.items(), key=lambda kv: kv[1].change_id):
+            if message_id == m.id and mark.added:
+                entry = emoji.setdefault(e, [0, 0, mark.change_id])
+                entry[0] += 1
+                entry[1] |= user == viewer
+        reactions = tuple(Reaction(e, c, bool(me)) for e, (c, me, _) in emoji.items())
+        edit_mark, pin_mark = self._s.marks.get(m.id, (0, 0))
+        return StoredMessage(replace(m, reactions=() if m.deleted else reactions), edit_mark, pin_mark)
+
     async def page(
-        self, channel_id: uuid.UUID, *, before: int | None, after: int | None, limit: int
-    ) -> list[Message]:
+        self,
+        channel_id: uuid.UUID,
+        *,
+        before: int | None,
+        after: int | None,
+        limit: int,
+        viewer: str,
+        thread_id: int | None = None,
+    ) -> list[StoredMessage]:
         self._read("messages.page")
         forward = after is not None and before is None  # as the PostgreSQL store: _PAGE_FORWARD
         found = [
@@ -340,10 +371,69 @@ class InMemoryMessageRepo(_Repo):
             if m.channel_id == channel_id
             and (before is None or m.id < before)
             and (after is None or m.id > after)
+            and (m.thread_id == thread_id if thread_id is not None else m.listed_in_channel)
         ]
         found.sort(key=lambda m: m.id, reverse=not forward)
         # Rows keep the sender's name as it was at send time (sql/0003), like the log's copy.
-        return found[:limit]
+        return [self._stored(m, viewer) for m in found[:limit]]
+
+    async def by_ids(self, ids: Sequence[int], *, viewer: str) -> dict[int, StoredMessage]:
+        self._read("messages.by_ids")
+        return {i: self._stored(self._s.messages[i], viewer) for i in ids if i in self._s.messages}
+
+    async def pinned(self, channel_id: uuid.UUID, *, viewer: str) -> list[StoredMessage]:
+        self._read("messages.pinned")
+        found = [
+            self._stored(m, viewer)
+            for m in self._s.messages.values()
+            if m.channel_id == channel_id and m.pinned
+        ]
+        return sorted(found, key=lambda s: s.pin_mark, reverse=True)
+
+    async def reaction_marks(self, keys: Sequence[ReactionKey]) -> dict[ReactionKey, ReactionMark]:
+        self._read("messages.reaction_marks")
+        return {k: self._s.reactions[k] for k in keys if k in self._s.reactions}
+
+
+def persist_entry(state: State, entry: Entry) -> None:
+    """What the persist sink does with one entry (a reference model of sql/0005 and persist_sink)."""
+    rows = state.messages
+    if isinstance(entry, Message):
+        if entry.id in rows:
+            return
+        rows[entry.id] = entry
+        root = rows.get(entry.thread_id) if entry.thread_id is not None else None
+        if root is not None:
+            latest = max(filter(None, (root.last_reply_at, entry.created_at)))
+            rows[root.id] = replace(root, reply_count=root.reply_count + 1, last_reply_at=latest)
+        return
+    target = rows.get(entry.message_id)
+    if target is None:
+        return
+    edit_mark, pin_mark = state.marks.get(target.id, (0, 0))
+    match entry:
+        case MessageEdited():
+            if not target.deleted and entry.id > edit_mark:
+                rows[target.id] = replace(target, body=entry.body, edited_at=entry.at)
+                state.marks[target.id] = (entry.id, pin_mark)
+        case MessageDeleted():
+            if target.deleted:
+                return
+            rows[target.id] = replace(target, body="", deleted=True, pinned=False)
+            for key in [k for k in state.reactions if k[0] == target.id]:
+                del state.reactions[key]
+            root = rows.get(target.thread_id) if target.thread_id is not None else None
+            if root is not None:
+                rows[root.id] = replace(root, reply_count=max(0, root.reply_count - 1))
+        case ReactionChanged():
+            key = (target.id, entry.emoji, entry.actor_id)
+            mark = state.reactions.get(key)
+            if not target.deleted and (mark is None or mark.change_id < entry.id):
+                state.reactions[key] = ReactionMark(entry.added, entry.id)
+        case PinChanged():
+            if not target.deleted and entry.id > pin_mark:
+                rows[target.id] = replace(target, pinned=entry.pinned)
+                state.marks[target.id] = (edit_mark, entry.id)
 
 
 class InMemoryOutbox(_Repo):
@@ -435,69 +525,58 @@ class FakeMessageLog:
     def __init__(self, store: InMemoryStore, *, first_id: int = 1) -> None:
         self._store = store
         self._next_id = first_id
-        self.stream: dict[int, Message] = {}
+        self.stream: dict[int, Entry] = {}
         self.floor = 0  # every id at or below it is persisted (the persist consumer's ack floor)
         self.forgotten: list[tuple[uuid.UUID, uuid.UUID]] = []
         self.fail_with: EchonatsError | None = None
         self.read_fails_with: EchonatsError | None = None  # read_channel raises it
         self.reads: list[tuple[int, int]] = []  # read_channel's (start, limit), in call order
-        self._dedupe: dict[tuple[uuid.UUID, str, str], int] = {}
+        self._dedupe: dict[str, int] = {}
 
     async def begin_append(self, message: NewMessage) -> asyncio.Future[Appended]:
+        return self._begin(message.dedupe_key, message.stored_as)
+
+    async def begin_change(self, change: Change) -> asyncio.Future[Appended]:
+        return self._begin(change_dedupe_key(change), lambda i: replace(change, id=i))
+
+    def _begin(self, key: str | None, stored_as: Callable[[int], Entry]) -> asyncio.Future[Appended]:
         acknowledgement: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
         if self.fail_with is not None:
-            acknowledgement.set_exception(self.fail_with)  # took the message, never acknowledged it
+            acknowledgement.set_exception(self.fail_with)  # took the write, never acknowledged it
         else:
-            acknowledgement.set_result(self._append(message))
+            acknowledgement.set_result(self._append(key, stored_as))
         return acknowledgement
 
-    def _append(self, message: NewMessage) -> Appended:
-        key = None
-        if message.nonce is not None:
-            key = (message.channel_id, message.sender_id, message.nonce)
-            if key in self._dedupe:
-                return Appended(self._dedupe[key], duplicate=True)
-        message_id = self._next_id
+    def _append(self, key: str | None, stored_as: Callable[[int], Entry]) -> Appended:
+        if key is not None and key in self._dedupe:
+            return Appended(self._dedupe[key], duplicate=True)
+        entry_id = self._next_id
         self._next_id += 1
-        self.stream[message_id] = message.stored_as(message_id)
+        self.stream[entry_id] = stored_as(entry_id)
         if key is not None:
-            self._dedupe[key] = message_id
-        return Appended(message_id, duplicate=False)
+            self._dedupe[key] = entry_id
+        return Appended(entry_id, duplicate=False)
 
-    async def get(self, message_id: int) -> Message | None:
-        return self.stream.get(message_id)
+    async def get(self, entry_id: int) -> Entry | None:
+        return self.stream.get(entry_id)
 
-    async def unpersisted(
-        self,
-        tenant_id: uuid.UUID,
-        channel_id: uuid.UUID,
-        *,
-        after: int | None,
-        before: int | None,
-        limit: int,
-        newest: bool,
-    ) -> list[Message]:
-        start = max(self.floor, after or 0)
-        found = [
-            m
-            for message_id, m in sorted(self.stream.items())
-            if message_id > start
-            and (before is None or message_id < before)
-            and m.tenant_id == tenant_id
-            and m.channel_id == channel_id
+    async def tail(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> list[Entry]:
+        return [
+            e
+            for entry_id, e in sorted(self.stream.items())
+            if entry_id > self.floor and e.tenant_id == tenant_id and e.channel_id == channel_id
         ]
-        return found[-limit:] if newest else found[:limit]
 
     async def read_channel(
         self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, start: int, limit: int
-    ) -> tuple[list[Message], bool]:
+    ) -> tuple[list[Entry], bool]:
         self.reads.append((start, limit))
         if self.read_fails_with is not None:
             raise self.read_fails_with
         found = [
-            m
-            for message_id, m in sorted(self.stream.items())
-            if message_id >= start and m.tenant_id == tenant_id and m.channel_id == channel_id
+            e
+            for entry_id, e in sorted(self.stream.items())
+            if entry_id >= start and e.tenant_id == tenant_id and e.channel_id == channel_id
         ]
         return found[:limit], len(found) > limit
 
@@ -506,17 +585,17 @@ class FakeMessageLog:
 
     async def forget_channel(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None:
         self.forgotten.append((tenant_id, channel_id))
-        for message_id in [
-            i for i, m in self.stream.items() if m.tenant_id == tenant_id and m.channel_id == channel_id
+        for entry_id in [
+            i for i, e in self.stream.items() if e.tenant_id == tenant_id and e.channel_id == channel_id
         ]:
-            del self.stream[message_id]
+            del self.stream[entry_id]
 
     # -- the persist worker -------------------------------------------------------------------------
     def persist_up_to(self, message_id: int) -> None:
         """Store every logged message with an id <= ``message_id`` and move the floor there."""
-        for i, m in self.stream.items():
+        for i, entry in sorted(self.stream.items()):
             if self.floor < i <= message_id:
-                self._store.state.messages[i] = m
+                persist_entry(self._store.state, entry)
         self.floor = max(self.floor, min(message_id, self.last_id))  # acks cannot pass the tail
 
     def persist_all(self) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from echonats.core.caller import Caller
 from echonats.gateway.connection import Connection, SharedFrames, WriteCoalescer
 from echonats.gateway.fanout import Hub
-from echonats.model import Message, NewMessage
+from echonats.model import Entry, Message, NewMessage
 from echonats.model.errors import Unavailable
 from tests.unit.fake_live import FakeLiveFeed
 from tests.unit.fakes import EPOCH, Harness
@@ -34,7 +34,7 @@ class RecordingConnection(Connection):
         super().__init__(caller, _ignore, sink=_NoSink(), coalescer=WriteCoalescer(), max_queue=64)
         self.received: list[int] = []
 
-    def send_message(self, message: Message, shared: SharedFrames) -> None:
+    def send_entry(self, message: Entry, shared: SharedFrames) -> None:
         self.received.append(message.id)
 
     def send_subscribed(self, channel_id: uuid.UUID) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from echonats.gateway.connection import Connection, SharedFrames
 from echonats.gateway.stomp_connection import StompConnection
-from echonats.model import Message
+from echonats.model import Entry
 
 
 def test_every_send_hook_of_the_json_connection_is_rendered_by_the_stomp_connection() -> None:
@@ -21,7 +21,7 @@ def test_a_connection_that_would_inherit_the_json_rendering_is_refused_at_class_
     with pytest.raises(TypeError, match="send_resync_required"):
 
         class HalfDone(Connection):  # every hook but one
-            def send_message(self, message: Message, shared: SharedFrames) -> None: ...
+            def send_entry(self, message: Entry, shared: SharedFrames) -> None: ...
             def send_typing(
                 self, channel_id: uuid.UUID, user_id: str, name: str, shared: SharedFrames
             ) -> None: ...

@@ -46,12 +46,21 @@ class GatedMessaging(MessagingService):
     gates: dict[str, asyncio.Event]
 
     async def check(
-        self, caller: Caller, channel_id: uuid.UUID, *, body: str, nonce: str | None
+        self,
+        caller: Caller,
+        channel_id: uuid.UUID,
+        *,
+        body: str,
+        nonce: str | None,
+        thread_id: int | None = None,
+        also_to_channel: bool = False,
     ) -> NewMessage:
         gate = self.gates.get(body)
         if gate is not None:
             await gate.wait()
-        return await super().check(caller, channel_id, body=body, nonce=nonce)
+        return await super().check(
+            caller, channel_id, body=body, nonce=nonce, thread_id=thread_id, also_to_channel=also_to_channel
+        )
 
 
 async def _setup(limiter: BudgetLimiter) -> tuple[Harness, GatedMessaging, Caller, uuid.UUID]:

@@ -22,12 +22,12 @@ from echonats.adapters.nats.errors import NATS_ERRORS, unavailable
 from echonats.adapters.nats.records import (
     PresenceRecord,
     TypingRecord,
-    message_decoder,
+    decode_entry,
     message_encoder,
     presence_decoder,
     typing_decoder,
 )
-from echonats.core.ports import OnEvent, OnMessage, OnPresence, OnTyping, TypingNotice
+from echonats.core.ports import OnEntry, OnEvent, OnPresence, OnTyping, TypingNotice
 from echonats.model import PresenceChange
 from echonats.model.events import decode_event
 
@@ -59,18 +59,18 @@ class NatsLiveFeed:
         self._nc = nc
 
     async def watch_channel(
-        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, on_message: OnMessage, on_typing: OnTyping
+        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, on_entry: OnEntry, on_typing: OnTyping
     ) -> NatsInterest:
         async def live(msg: Msg) -> None:
             try:
                 headers = msg.headers or {}
-                message_id = int(headers["Nats-Sequence"])
+                entry_id = int(headers["Nats-Sequence"])
                 previous = int(headers.get("Nats-Last-Sequence", "0"))
-                message = message_decoder.decode(msg.data).to_message(message_id)
+                entry = decode_entry(msg.data, headers, entry_id)
             except _UNDECODABLE as exc:
-                log.warning("dropped an undecodable live message on %s: %s", msg.subject, exc)
+                log.warning("dropped an undecodable live entry on %s: %s", msg.subject, exc)
                 return
-            await on_message(message, previous)
+            await on_entry(entry, previous)
 
         async def typing(msg: Msg) -> None:
             try:

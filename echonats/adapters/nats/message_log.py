@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import uuid
-from collections import deque
 
 import msgspec
 import nats.errors
@@ -17,18 +16,25 @@ from nats.js.errors import NotFoundError
 
 from echonats.adapters.nats import subjects
 from echonats.adapters.nats.errors import NATS_ERRORS, unavailable
-from echonats.adapters.nats.records import MessageRecord, message_decoder, message_encoder
+from echonats.adapters.nats.records import (
+    CHANGE_HEADER,
+    MessageRecord,
+    change_record,
+    decode_entry,
+    message_encoder,
+)
 from echonats.adapters.nats.streams import PUBLISH_TIMEOUT_S
 from echonats.core.ports import Appended
-from echonats.model import Message, NewMessage
+from echonats.model import Change, Entry, NewMessage
 from echonats.model.errors import Unavailable
+from echonats.model.timeline import change_dedupe_key
 
 log = logging.getLogger(__name__)
 
 _BATCH_GET = 500
-# Unpersisted messages of one channel scanned per history call before giving up (only reached
-# when the persist worker has been down for a long time under load).
-MAX_TAIL_SCAN = 200_000
+# Unpersisted entries of one channel read per history call before giving up (only reached when
+# the persist worker has been down for a long time under load).
+MAX_TAIL_SCAN = 50_000
 FLOOR_TIMEOUT_S = 1.0
 
 
@@ -68,14 +74,35 @@ class JetStreamMessageLog:
         self._last_floor: int | None = None
 
     async def begin_append(self, message: NewMessage) -> asyncio.Future[Appended]:
-        dedupe_key = message.dedupe_key
-        headers = None if dedupe_key is None else {"Nats-Msg-Id": dedupe_key}
-        with unavailable("message not stored: JetStream unreachable"):
+        return await self._begin(
+            message.tenant_id, message.channel_id, MessageRecord.of(message), message.dedupe_key, None
+        )
+
+    async def begin_change(self, change: Change) -> asyncio.Future[Appended]:
+        return await self._begin(
+            change.tenant_id,
+            change.channel_id,
+            change_record(change),
+            change_dedupe_key(change),
+            {CHANGE_HEADER: "1"},
+        )
+
+    async def _begin(
+        self,
+        tenant_id: uuid.UUID,
+        channel_id: uuid.UUID,
+        record: object,
+        dedupe_key: str | None,
+        headers: dict[str, str] | None,
+    ) -> asyncio.Future[Appended]:
+        if dedupe_key is not None:
+            headers = {**(headers or {}), "Nats-Msg-Id": dedupe_key}
+        with unavailable("not stored: JetStream unreachable"):
             # The publish is in the client's outgoing buffer when this returns (no reply awaited),
             # so consecutive calls reach the stream in call order.
             acknowledgement = await self._js.publish_async(
-                subjects.message_subject(message.tenant_id, message.channel_id),
-                message_encoder.encode(MessageRecord.of(message)),
+                subjects.message_subject(tenant_id, channel_id),
+                message_encoder.encode(record),
                 stream=subjects.MESSAGES_STREAM,
                 headers=headers,
             )
@@ -88,15 +115,18 @@ class JetStreamMessageLog:
         appended.add_done_callback(_seen)
         return appended
 
-    async def get(self, message_id: int) -> Message | None:
+    async def get(self, entry_id: int) -> Entry | None:
         with unavailable("JetStream"):
             try:
-                raw = await self._js.get_msg(subjects.MESSAGES_STREAM, seq=message_id, direct=True)
+                raw = await self._js.get_msg(subjects.MESSAGES_STREAM, seq=entry_id, direct=True)
             except NotFoundError:
                 return None
         if raw.data is None:
             return None
-        return message_decoder.decode(raw.data).to_message(message_id)
+        try:
+            return decode_entry(raw.data, raw.headers, entry_id)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise Unavailable(f"JetStream: undecodable entry {entry_id}: {exc}") from exc
 
     async def persisted_floor(self) -> int:
         """Every message id at or below this is in PostgreSQL (the persist consumer's ack floor).
@@ -116,44 +146,20 @@ class JetStreamMessageLog:
         self._last_floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
         return self._last_floor
 
-    async def unpersisted(
-        self,
-        tenant_id: uuid.UUID,
-        channel_id: uuid.UUID,
-        *,
-        after: int | None,
-        before: int | None,
-        limit: int,
-        newest: bool,
-    ) -> list[Message]:
+    async def tail(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> list[Entry]:
+        """Every entry of the channel above the persist worker's ack floor, oldest first."""
         floor = await self.persisted_floor()
-        start = max(floor, after or 0) + 1
-        if not newest:
-            found, _ = await self.read_channel(tenant_id, channel_id, start=start, limit=limit)
-            return [m for m in found if before is None or m.id < before]
-        # The newest `limit` below `before`: JetStream reads forward only, so scan the (normally
-        # tiny) unpersisted tail keeping a sliding window; bounded in memory, and in time by a cap
-        # that fails loudly rather than returning an incomplete page.
-        window: deque[Message] = deque(maxlen=limit)
-        scanned = 0
-        while scanned < MAX_TAIL_SCAN:
-            batch, more = await self.read_channel(tenant_id, channel_id, start=start, limit=_BATCH_GET)
-            for message in batch:
-                if before is not None and message.id >= before:
-                    return list(window)
-                window.append(message)
-            scanned += len(batch)
-            if not more or not batch:
-                return list(window)
-            start = batch[-1].id + 1
-        raise Unavailable("history is catching up: the persist worker is far behind, try again shortly")
+        found, more = await self.read_channel(tenant_id, channel_id, start=floor + 1, limit=MAX_TAIL_SCAN)
+        if more:
+            raise Unavailable("history is catching up: the persist worker is far behind, try again shortly")
+        return found
 
     async def read_channel(
         self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, start: int, limit: int
-    ) -> tuple[list[Message], bool]:
-        """A channel's messages with id >= start, oldest first, at most ``limit``; and whether more exist."""
+    ) -> tuple[list[Entry], bool]:
+        """A channel's entries with id >= start, oldest first, at most ``limit``; and whether more exist."""
         subject = subjects.message_subject(tenant_id, channel_id)
-        found: list[Message] = []
+        found: list[Entry] = []
         more = False
         while len(found) < limit:
             batch, more = await self._direct_batch(subject, start, min(_BATCH_GET, limit - len(found)))
@@ -169,10 +175,10 @@ class JetStreamMessageLog:
             info = await self._js.stream_info(subjects.MESSAGES_STREAM)
         return int(info.state.first_seq)
 
-    async def _direct_batch(self, subject: str, start: int, count: int) -> tuple[list[Message], bool]:
-        """One batched direct get (nats-server >= 2.11): messages of ``subject`` from ``start`` on."""
+    async def _direct_batch(self, subject: str, start: int, count: int) -> tuple[list[Entry], bool]:
+        """One batched direct get (nats-server >= 2.11): entries of ``subject`` from ``start`` on."""
         inbox = self._nc.new_inbox()
-        out: list[Message] = []
+        out: list[Entry] = []
         more = False
         # The subscription and its removal are NATS calls too: a closed connection must come out as
         # Unavailable here, like a failed read, since callers (the hub's gap repair) catch only that.
@@ -192,9 +198,9 @@ class JetStreamMessageLog:
                     if status is not None:  # 204 end of batch, 404 nothing (more) to read
                         break
                     sequence = int(headers["Nats-Sequence"])
-                    out.append(message_decoder.decode(reply.data).to_message(sequence))
+                    out.append(decode_entry(reply.data, headers, sequence))
                     more = int(headers.get("Nats-Num-Pending", "0")) > 0
-            except (msgspec.DecodeError, KeyError, ValueError) as exc:
+            except (msgspec.DecodeError, msgspec.ValidationError, KeyError, ValueError) as exc:
                 raise Unavailable(f"JetStream: undecodable message in {subject}: {exc}") from exc
             finally:
                 await sub.unsubscribe()

@@ -16,9 +16,9 @@ from nats.js.errors import NotFoundError
 
 from echonats.adapters.nats import subjects
 from echonats.adapters.nats.errors import NATS_ERRORS, unavailable
-from echonats.adapters.nats.records import message_decoder
+from echonats.adapters.nats.records import decode_entry
 from echonats.core.pipeline_ports import ConsumerLag
-from echonats.model import Message
+from echonats.model import Entry
 
 log = logging.getLogger(__name__)
 
@@ -40,32 +40,21 @@ def _consumer_config() -> js_api.ConsumerConfig:
 class JetStreamDelivery:
     """One message of the stream (``StoredMessageDelivery``), decoded once on arrival."""
 
-    __slots__ = ("_js", "_msg", "message", "position", "undecodable_reason")
+    __slots__ = ("_js", "_msg", "entry", "position", "undecodable_reason")
 
     def __init__(self, js: JetStreamContext, msg: Msg) -> None:
         self._js = js
         self._msg = msg
         self.position: int = msg.metadata.sequence.stream
         self.undecodable_reason = ""
-        self.message: Message | None
+        self.entry: Entry | None
         try:
-            record = message_decoder.decode(msg.data)
+            # The display name as sent (possibly empty), not the readers' fallback to the sender id:
+            # the row keeps what the stream holds, and reads apply the fallback.
+            self.entry = decode_entry(msg.data, msg.headers, self.position, display_name_fallback=False)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self.message = None
+            self.entry = None
             self.undecodable_reason = str(exc)
-            return
-        # The display name as sent (possibly empty), not ``to_message``'s fallback to the sender id:
-        # the row keeps what the stream holds, and reads apply the fallback.
-        self.message = Message(
-            self.position,
-            record.tenant_id,
-            record.channel_id,
-            record.sender_id,
-            record.sender_display_name,
-            record.body,
-            record.nonce,
-            record.created_at,
-        )
 
     @property
     def attempts(self) -> int:

@@ -1,101 +1,141 @@
-"""The messages table, every statement on it: what the persist worker writes, history reads, the
-channel deletion's cleanup and where a messages stream created anew starts."""
+"""Reads of the messages and reactions tables (history, threads, pins, single messages), the channel
+deletion's cleanup and where a messages stream created anew starts. The persist worker's writes are
+in ``persist_sink``."""
 
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
 
 import asyncpg
 
 from echonats.adapters.postgres.connection import Conn
-from echonats.adapters.postgres.errors import pipeline_error, translated
-from echonats.model import Message
+from echonats.core.ports import ReactionKey, ReactionMark, StoredMessage
+from echonats.model import Message, Reaction
 
-_INSERT = """
-INSERT INTO messages (id, tenant_id, channel_id, sender_id, sender_display_name, body, nonce, created_at)
-SELECT r.id, r.tenant_id, r.channel_id, r.sender_id, r.sender_display_name, r.body, r.nonce, r.created_at
-FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::timestamptz[])
-     AS r(id, tenant_id, channel_id, sender_id, sender_display_name, body, nonce, created_at)
-JOIN channels c ON c.id = r.channel_id AND c.tenant_id = r.tenant_id  -- drop messages of deleted channels
-ON CONFLICT (id) DO NOTHING
-"""
-
+# Every query below is a constant: _COLUMNS is spliced in at import, never anything from a request.
+_COLUMNS = (
+    "m.id, m.tenant_id, m.channel_id, m.sender_id, m.sender_display_name, m.body, m.nonce, m.created_at, "
+    "m.thread_id, m.also_to_channel, m.edited_at, m.deleted_at, m.reply_count, m.last_reply_at, "
+    "m.pinned_at, m.edit_mark, m.pin_mark"
+)
+# $5 NULL: the channel's listing (roots and plain messages, replies sent to the channel too);
+# else one thread's replies. Both by keyset on the id (messages_channel_id_idx, messages_thread_idx).
 _PAGE = (
-    "SELECT m.* FROM messages m "
-    "WHERE m.channel_id = $1 AND ($2::bigint IS NULL OR m.id < $2) AND ($3::bigint IS NULL OR m.id > $3) "
+    f"SELECT {_COLUMNS} FROM messages m "  # noqa: S608 (a constant, see _COLUMNS)
+    "WHERE ($2::bigint IS NULL OR m.id < $2) AND ($3::bigint IS NULL OR m.id > $3) AND ("
+    "  ($5::bigint IS NULL AND m.channel_id = $1 AND (m.thread_id IS NULL OR m.also_to_channel))"
+    "  OR (m.thread_id = $5 AND m.channel_id = $1)) "
 )
 _PAGE_FORWARD = _PAGE + "ORDER BY m.id ASC LIMIT $4"
 _PAGE_BACKWARD = _PAGE + "ORDER BY m.id DESC LIMIT $4"
+_BY_IDS = f"SELECT {_COLUMNS} FROM messages m WHERE m.id = ANY($1::bigint[])"  # noqa: S608
+_PINNED = (
+    f"SELECT {_COLUMNS} FROM messages m WHERE m.channel_id = $1 AND m.pinned_at IS NOT NULL "  # noqa: S608
+    "ORDER BY m.pin_mark DESC"
+)
+# Each emoji once per message, ordered by its earliest current reaction.
+_REACTIONS = """
+SELECT message_id, emoji, count(*) AS n, bool_or(user_id = $2) AS me, min(change_id) AS first
+FROM message_reactions WHERE message_id = ANY($1::bigint[]) AND added
+GROUP BY message_id, emoji ORDER BY message_id, first
+"""
+_MARKS = """
+SELECT r.message_id, r.emoji, r.user_id, r.added, r.change_id
+FROM message_reactions r
+JOIN unnest($1::bigint[], $2::text[], $3::text[]) AS k(message_id, emoji, user_id)
+  ON r.message_id = k.message_id AND r.emoji = k.emoji AND r.user_id = k.user_id
+"""
 
 
-def _message(row: asyncpg.Record) -> Message:
-    return Message(
-        row["id"],
-        row["tenant_id"],
-        row["channel_id"],
-        row["sender_id"],
-        row["sender_display_name"] or row["sender_id"],
-        row["body"],
-        row["nonce"],
-        row["created_at"],
+def _stored(row: asyncpg.Record, reactions: tuple[Reaction, ...]) -> StoredMessage:
+    deleted = row["deleted_at"] is not None
+    message = Message(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        channel_id=row["channel_id"],
+        sender_id=row["sender_id"],
+        sender_display_name=row["sender_display_name"] or row["sender_id"],
+        body=row["body"],
+        nonce=row["nonce"],
+        created_at=row["created_at"],
+        thread_id=row["thread_id"],
+        also_to_channel=row["also_to_channel"],
+        edited_at=row["edited_at"],
+        deleted=deleted,
+        reply_count=row["reply_count"],
+        last_reply_at=row["last_reply_at"],
+        reactions=() if deleted else reactions,
+        pinned=row["pinned_at"] is not None,
     )
-
-
-def _row(m: Message) -> tuple[int, uuid.UUID, uuid.UUID, str, str, str, str | None, datetime]:
-    return (
-        m.id,
-        m.tenant_id,
-        m.channel_id,
-        m.sender_id,
-        m.sender_display_name,
-        m.body,
-        m.nonce,
-        m.created_at,
-    )
-
-
-class PostgresPersistSink:
-    """The persist worker's writes (``PersistSink``): a batch in one idempotent statement."""
-
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
-        self._pool = pool
-
-    async def write(self, messages: Sequence[Message]) -> None:
-        if not messages:
-            return
-        with translated(pipeline_error):
-            # One array per column (the unnest parameters): one round trip whatever the batch size.
-            await self._pool.execute(_INSERT, *zip(*(_row(m) for m in messages), strict=True))
+    return StoredMessage(message, edit_mark=row["edit_mark"], pin_mark=row["pin_mark"])
 
 
 class MessageHistory:
-    """History pages, inside a store transaction or read."""
+    """``MessageRepo``, inside a store transaction or read."""
 
     def __init__(self, conn: Conn) -> None:
         self._c = conn
 
     async def page(
-        self, channel_id: uuid.UUID, *, before: int | None, after: int | None, limit: int
-    ) -> list[Message]:
+        self,
+        channel_id: uuid.UUID,
+        *,
+        before: int | None,
+        after: int | None,
+        limit: int,
+        viewer: str,
+        thread_id: int | None = None,
+    ) -> list[StoredMessage]:
         forward = after is not None and before is None
         rows = await self._c.fetch(
-            _PAGE_FORWARD if forward else _PAGE_BACKWARD,
-            channel_id,
-            before,
-            after,
-            limit,
+            _PAGE_FORWARD if forward else _PAGE_BACKWARD, channel_id, before, after, limit, thread_id
         )
-        return [_message(r) for r in rows]
+        return await self._with_reactions(rows, viewer)
+
+    async def by_ids(self, ids: Sequence[int], *, viewer: str) -> dict[int, StoredMessage]:
+        if not ids:
+            return {}
+        rows = await self._c.fetch(_BY_IDS, list(ids))
+        return {s.message.id: s for s in await self._with_reactions(rows, viewer)}
+
+    async def pinned(self, channel_id: uuid.UUID, *, viewer: str) -> list[StoredMessage]:
+        return await self._with_reactions(await self._c.fetch(_PINNED, channel_id), viewer)
+
+    async def reaction_marks(self, keys: Sequence[ReactionKey]) -> dict[ReactionKey, ReactionMark]:
+        if not keys:
+            return {}
+        message_ids, emoji, users = zip(*keys, strict=True)
+        rows = await self._c.fetch(_MARKS, list(message_ids), list(emoji), list(users))
+        return {
+            (r["message_id"], r["emoji"], r["user_id"]): ReactionMark(r["added"], r["change_id"])
+            for r in rows
+        }
+
+    async def _with_reactions(self, rows: list[asyncpg.Record], viewer: str) -> list[StoredMessage]:
+        if not rows:
+            return []
+        reactions: defaultdict[int, list[Reaction]] = defaultdict(list)
+        for r in await self._c.fetch(_REACTIONS, [row["id"] for row in rows], viewer):
+            reactions[r["message_id"]].append(Reaction(r["emoji"], r["n"], r["me"]))
+        return [_stored(row, tuple(reactions.get(row["id"], ()))) for row in rows]
 
 
 async def delete_channel_messages(conn: Conn, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None:
-    # messages has no foreign key (see docs/decisions.md D5): a channel's rows go explicitly.
+    # No foreign keys (see docs/decisions.md D5): a channel's rows go explicitly.
     await conn.execute("DELETE FROM messages WHERE tenant_id = $1 AND channel_id = $2", tenant_id, channel_id)
+    await conn.execute(
+        "DELETE FROM message_reactions WHERE tenant_id = $1 AND channel_id = $2", tenant_id, channel_id
+    )
 
 
 async def next_message_id(pool: asyncpg.Pool[asyncpg.Record]) -> int:
-    """One above the highest persisted id: where a messages stream created anew starts."""
-    return int(await pool.fetchval("SELECT coalesce(max(id), 0) + 1 FROM messages"))
+    """One above the highest persisted id (of a message or of a change applied to one): where a
+    messages stream created anew starts, so no id repeats and no mark outranks a new change."""
+    return int(
+        await pool.fetchval(
+            "SELECT greatest((SELECT max(greatest(id, edit_mark, pin_mark)) FROM messages),"
+            " (SELECT max(change_id) FROM message_reactions), 0) + 1"
+        )
+    )

@@ -1,0 +1,156 @@
+"""The persist worker's writes (``PersistSink``): a batch of log entries in one transaction.
+
+Runs of messages are inserted in one statement (one array per column); each change is one
+statement guarded by its mark, so replaying a batch, or applying changes of one message out of
+order (two workers), leaves the row as the log's order says. A change whose message is not stored
+raises ``TargetMissing`` (a worker may still be writing it) unless its channel is gone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import assert_never
+
+import asyncpg
+
+from echonats.adapters.postgres.errors import pipeline_error, translated
+from echonats.model import Change, Entry, Message, MessageDeleted, MessageEdited, PinChanged, ReactionChanged
+from echonats.model.errors import TargetMissing
+
+_INSERT = """
+INSERT INTO messages (id, tenant_id, channel_id, sender_id, sender_display_name, body, nonce, created_at,
+                      thread_id, also_to_channel)
+SELECT r.id, r.tenant_id, r.channel_id, r.sender_id, r.sender_display_name, r.body, r.nonce, r.created_at,
+       r.thread_id, r.also_to_channel
+FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::timestamptz[], $9::bigint[], $10::boolean[])
+     AS r(id, tenant_id, channel_id, sender_id, sender_display_name, body, nonce, created_at, thread_id,
+          also_to_channel)
+JOIN channels c ON c.id = r.channel_id AND c.tenant_id = r.tenant_id  -- drop messages of deleted channels
+ON CONFLICT (id) DO NOTHING
+RETURNING id, thread_id, created_at
+"""
+# Replies newly inserted above: their roots count them (a statement of its own, so a root inserted
+# by the same batch is seen). Returns the roots found, to tell a missing one.
+_COUNT_REPLIES = """
+UPDATE messages m SET reply_count = m.reply_count + r.n,
+                      last_reply_at = greatest(m.last_reply_at, r.latest)
+FROM (SELECT root, count(*) AS n, max(at) AS latest
+      FROM unnest($1::bigint[], $2::timestamptz[]) AS x(root, at) GROUP BY root) r
+WHERE m.id = r.root
+RETURNING m.id
+"""
+_EDIT = """
+UPDATE messages SET body = $2, edited_at = $3, edit_mark = $4
+WHERE id = $1 AND deleted_at IS NULL AND edit_mark < $4
+"""
+_DELETE = """
+UPDATE messages SET body = '', deleted_at = $2, deleted_by = $3, pinned_at = NULL, pinned_by = NULL
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING thread_id
+"""
+_UNCOUNT_REPLY = "UPDATE messages SET reply_count = greatest(reply_count - 1, 0) WHERE id = $1"
+_DROP_REACTIONS = "DELETE FROM message_reactions WHERE message_id = $1"
+_REACT = """
+INSERT INTO message_reactions (message_id, emoji, user_id, tenant_id, channel_id, added, change_id)
+SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM messages WHERE id = $1 AND deleted_at IS NULL)
+ON CONFLICT (message_id, emoji, user_id) DO UPDATE SET added = excluded.added, change_id = excluded.change_id
+WHERE message_reactions.change_id < excluded.change_id
+"""
+_PIN = """
+UPDATE messages SET pinned_at = CASE WHEN $2 THEN $3::timestamptz END, pinned_by = CASE WHEN $2 THEN $4 END,
+                    pin_mark = $5
+WHERE id = $1 AND deleted_at IS NULL AND pin_mark < $5
+"""
+_EXISTS = "SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1)"
+_CHANNEL_EXISTS = "SELECT EXISTS (SELECT 1 FROM channels WHERE id = $1 AND tenant_id = $2)"
+
+_Row = tuple[int, uuid.UUID, uuid.UUID, str, str, str, str | None, datetime, int | None, bool]
+
+
+def _row(m: Message) -> _Row:
+    return (
+        m.id,
+        m.tenant_id,
+        m.channel_id,
+        m.sender_id,
+        m.sender_display_name,
+        m.body,
+        m.nonce,
+        m.created_at,
+        m.thread_id,
+        m.also_to_channel,
+    )
+
+
+class PostgresPersistSink:
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
+        self._pool = pool
+
+    async def write(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        with translated(pipeline_error):
+            async with self._pool.acquire() as conn, conn.transaction():
+                run: list[Message] = []
+                for entry in entries:
+                    if isinstance(entry, Message):
+                        run.append(entry)
+                        continue
+                    await _insert(conn, run)
+                    run = []
+                    await _apply(conn, entry)
+                await _insert(conn, run)
+
+
+async def _insert(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], messages: list[Message]) -> None:
+    if not messages:
+        return
+    inserted = await conn.fetch(_INSERT, *zip(*(_row(m) for m in messages), strict=True))
+    replies = [(r["thread_id"], r["created_at"]) for r in inserted if r["thread_id"] is not None]
+    if not replies:
+        return
+    roots, times = zip(*replies, strict=True)
+    found = {r["id"] for r in await conn.fetch(_COUNT_REPLIES, list(roots), list(times))}
+    if missing := set(roots) - found:
+        raise TargetMissing(f"thread root(s) not stored yet: {sorted(missing)[:5]}")
+
+
+async def _apply(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], change: Change) -> None:
+    match change:
+        case MessageEdited():
+            status = await conn.execute(_EDIT, change.message_id, change.body, change.at, change.id)
+        case MessageDeleted():
+            thread = await conn.fetch(_DELETE, change.message_id, change.at, change.actor_id)
+            if thread:
+                await conn.execute(_DROP_REACTIONS, change.message_id)
+                if thread[0]["thread_id"] is not None:
+                    await conn.execute(_UNCOUNT_REPLY, thread[0]["thread_id"])
+            status = f"UPDATE {len(thread)}"
+        case ReactionChanged():
+            status = await conn.execute(
+                _REACT,
+                change.message_id,
+                change.emoji,
+                change.actor_id,
+                change.tenant_id,
+                change.channel_id,
+                change.added,
+                change.id,
+            )
+        case PinChanged():
+            status = await conn.execute(
+                _PIN, change.message_id, change.pinned, change.at, change.actor_id, change.id
+            )
+        case _:
+            assert_never(change)
+    # Nothing changed and the message is not there: written by a worker still busy with an earlier
+    # batch, or never (its channel was deleted: drop the change).
+    if (
+        status.endswith(" 0")
+        and not await conn.fetchval(_EXISTS, change.message_id)
+        and await conn.fetchval(_CHANNEL_EXISTS, change.channel_id, change.tenant_id)
+    ):
+        raise TargetMissing(f"message {change.message_id} of change {change.id} is not stored yet")
