@@ -65,6 +65,17 @@ gaps_repaired = Counter(
 )
 
 
+message_changes = Counter(
+    "echonats_message_changes_total",
+    "Changes to messages (edited, deleted, reaction, pin) acknowledged by JetStream",
+    ["kind", "transport"],
+)
+
+
+def record_change(kind: str, transport: str) -> None:
+    message_changes.labels(kind, transport).inc()
+
+
 def record_send(transport: str, started: float) -> None:
     """One acknowledged send (REST, WebSocket or STOMP): count it and its send -> ack time."""
     send_ack_seconds.observe(time.perf_counter() - started)

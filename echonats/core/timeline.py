@@ -38,7 +38,8 @@ class _State:
     reply_count: int
     last_reply_at: datetime | None
     pinned: bool
-    # emoji -> [count, me], in first-added order (dicts keep insertion order)
+    # emoji -> [count, me]; listed in emoji order (code points): an order that does not depend on
+    # which reactions the store applied first, so the tail's fold and the store always agree
     reactions: dict[str, list[int | bool]] = field(default_factory=dict)
 
     @classmethod
@@ -66,7 +67,7 @@ class _State:
             reply_count=self.reply_count,
             last_reply_at=self.last_reply_at,
             pinned=self.pinned,
-            reactions=tuple(Reaction(e, int(c), bool(me)) for e, (c, me) in self.reactions.items()),
+            reactions=tuple(Reaction(e, int(c), bool(me)) for e, (c, me) in sorted(self.reactions.items())),
         )
 
 
@@ -120,7 +121,15 @@ def fold(
                 state = states.get(entry.message_id)
                 if state is None or state.deleted:
                     continue
-                state.deleted, state.body, state.pinned, state.reactions = True, "", False, {}
+                # A tombstone shows no trace of its edits either: that way the state does not depend
+                # on whether an edit was applied before the deletion or found it deleted (two workers).
+                state.deleted, state.body, state.edited_at, state.pinned, state.reactions = (
+                    True,
+                    "",
+                    None,
+                    False,
+                    {},
+                )
                 root = states.get(state.message.thread_id) if state.message.thread_id is not None else None
                 if root is not None:
                     root.reply_count = max(0, root.reply_count - 1)

@@ -10,11 +10,13 @@ from typing import Annotated
 from litestar import Controller, delete, get, patch, put
 from litestar.params import Parameter
 
+from echonats import metrics
 from echonats.core.caller import Caller
 from echonats.core.messaging import DEFAULT_PAGE, Write
 from echonats.core.services import Services
 from echonats.gateway import schemas as s
 from echonats.gateway.routes import BODY, COMMON, Cursor, PageLimit, _errors
+from echonats.gateway.sending import CHANGE_KINDS
 from echonats.model import MAX_MESSAGE_ID, Message, Unchanged
 from echonats.model.timeline import MAX_EMOJI_CHARS
 
@@ -36,6 +38,7 @@ async def _change(services: Services, caller: Caller, write: Write) -> s.ChangeO
         return s.ChangeOut(event_id=None, message_id=written.message_id)
     if isinstance(written, Message):  # the nonce named a send before: the answer is that send
         return s.ChangeOut(event_id=written.id, message_id=written.id)
+    metrics.record_change(CHANGE_KINDS[type(written)], "rest")
     return s.ChangeOut(event_id=written.id, message_id=written.message_id)
 
 

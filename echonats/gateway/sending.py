@@ -27,6 +27,7 @@ from typing import Any
 from echonats import metrics
 from echonats.core.caller import Caller
 from echonats.core.messaging import MessagingService, Write, Written
+from echonats.model import Message, MessageDeleted, MessageEdited, PinChanged, ReactionChanged, Unchanged
 from echonats.model.errors import EchonatsError
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,25 @@ def _failure(task: asyncio.Task[Write]) -> BaseException:
     return (
         asyncio.CancelledError() if task.cancelled() else task.exception() or EchonatsError("internal error")
     )
+
+
+def record_written(written: Written, transport: str, started: float) -> None:
+    """Metrics of one stored write: a message is a send, a change is counted by kind."""
+    match written:
+        case Message():
+            metrics.record_send(transport, started)
+        case Unchanged():
+            return
+        case _:
+            metrics.record_change(CHANGE_KINDS[type(written)], transport)
+
+
+CHANGE_KINDS: dict[type, str] = {
+    MessageEdited: "edited",
+    MessageDeleted: "deleted",
+    ReactionChanged: "reaction",
+    PinChanged: "pin",
+}
 
 
 class SendPipeline:
@@ -185,7 +205,7 @@ class SendPipeline:
                 except Exception as exc:  # answered to the client, see _answer
                     outcome = exc
                 else:
-                    metrics.record_send(self._transport, item.started)
+                    record_written(outcome, self._transport, item.started)
                 self._storing.pop(0)
                 self._answer(item, outcome)
         finally:

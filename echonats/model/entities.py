@@ -191,7 +191,7 @@ class Message:
     deleted: bool = False  # a tombstone: the body is empty, reactions and pin went with it
     reply_count: int = 0  # a thread root: its replies that are not deleted
     last_reply_at: datetime | None = None  # when its latest reply was posted
-    reactions: tuple[Reaction, ...] = ()  # in the order each emoji was first added
+    reactions: tuple[Reaction, ...] = ()  # in emoji order (code points)
     pinned: bool = False
 
     @property

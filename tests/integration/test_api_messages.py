@@ -50,7 +50,24 @@ async def test_send_returns_the_contract(client: AsyncTestClient[Any], workspace
     )
     assert response.status_code == 201
     message = response.json()
-    assert set(message) == {"id", "channelId", "senderId", "senderDisplayName", "body", "createdAt", "nonce"}
+    assert set(message) == {
+        "id",
+        "channelId",
+        "senderId",
+        "senderDisplayName",
+        "body",
+        "createdAt",
+        "nonce",
+        # the message's latest state (docs/decisions.md D46)
+        "threadId",
+        "alsoToChannel",
+        "editedAt",
+        "deleted",
+        "replyCount",
+        "lastReplyAt",
+        "reactions",
+        "pinned",
+    }
     assert message["body"] == "hi there"
     assert message["channelId"] == channel
     assert message["senderId"] == workspace.owner_id

@@ -169,7 +169,7 @@ async def test_the_store_turns_values_postgresql_refuses_into_validation_errors_
                 await tx.members.state(uuid.uuid4(), NUL)
         with pytest.raises(ValidationFailed):  # beyond int64: asyncpg refuses to encode it
             async with store.read() as tx:
-                await tx.messages.page(uuid.uuid4(), before=INT64_MAX + 1, after=None, limit=1)
+                await tx.messages.page(uuid.uuid4(), before=INT64_MAX + 1, after=None, limit=1, viewer="x")
         with pytest.raises(ValidationFailed):
             async with store.transaction() as tx:
                 await tx.users.ensure(User(NUL, "x", None))

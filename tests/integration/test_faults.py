@@ -215,8 +215,14 @@ async def test_persist_worker_naks_while_postgres_is_unavailable(
     settings: Settings, error: Exception, delivered: int
 ) -> None:
     class DyingPool:
-        async def execute(self, *_: object) -> str:
+        def acquire(self) -> DyingPool:
+            return self
+
+        async def __aenter__(self) -> None:
             raise error
+
+        async def __aexit__(self, *_: object) -> None:
+            return None
 
     record = {"tenantId": str(uuid.uuid4()), "channelId": str(uuid.uuid4()), "senderId": "u", "body": "b"}
     data = json.dumps({**record, "createdAt": datetime.now(UTC).isoformat()}).encode()

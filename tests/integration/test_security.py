@@ -198,7 +198,12 @@ async def test_rest_api_conforms_to_its_schema_with_valid_and_invalid_tokens(
 
 
 async def test_oversized_bodies_get_a_documented_status(http_base: str, workspace: Workspace) -> None:
-    ids = {"channel_id": str(uuid.uuid4()), "user_id": "bob", "tenant_id": workspace.tenant_id}
+    ids = {
+        "channel_id": str(uuid.uuid4()),
+        "user_id": "bob",
+        "tenant_id": workspace.tenant_id,
+        "message_id": 1,
+    }
 
     def work() -> dict[str, tuple[int, tuple[str, ...]]]:
         answers = {}

@@ -349,7 +349,7 @@ class InMemoryMessageRepo(_Repo):
                 entry = emoji.setdefault(e, [0, 0, mark.change_id])
                 entry[0] += 1
                 entry[1] |= user == viewer
-        reactions = tuple(Reaction(e, c, bool(me)) for e, (c, me, _) in emoji.items())
+        reactions = tuple(Reaction(e, c, bool(me)) for e, (c, me, _) in sorted(emoji.items()))
         edit_mark, pin_mark = self._s.marks.get(m.id, (0, 0))
         return StoredMessage(replace(m, reactions=() if m.deleted else reactions), edit_mark, pin_mark)
 
@@ -409,6 +409,8 @@ def persist_entry(state: State, entry: Entry) -> None:
         return
     target = rows.get(entry.message_id)
     if target is None:
+        # The sink raises TargetMissing and the worker retries it later: only the floor's advance
+        # over it (persist_up_to, with its message stored first) applies it.
         return
     edit_mark, pin_mark = state.marks.get(target.id, (0, 0))
     match entry:
@@ -419,7 +421,7 @@ def persist_entry(state: State, entry: Entry) -> None:
         case MessageDeleted():
             if target.deleted:
                 return
-            rows[target.id] = replace(target, body="", deleted=True, pinned=False)
+            rows[target.id] = replace(target, body="", edited_at=None, deleted=True, pinned=False)
             for key in [k for k in state.reactions if k[0] == target.id]:
                 del state.reactions[key]
             root = rows.get(target.thread_id) if target.thread_id is not None else None
@@ -597,6 +599,12 @@ class FakeMessageLog:
             if self.floor < i <= message_id:
                 persist_entry(self._store.state, entry)
         self.floor = max(self.floor, min(message_id, self.last_id))  # acks cannot pass the tail
+
+    def persist_above_floor(self, entry_ids: Sequence[int]) -> None:
+        """Store these entries without moving the floor (acked, but the floor waits for an earlier
+        one): reads then see them in the store and in the tail, and must count them once."""
+        for i in sorted(entry_ids):
+            persist_entry(self._store.state, self.stream[i])  # a change without its message: not yet
 
     def persist_all(self) -> None:
         self.persist_up_to(self._next_id - 1)

@@ -6,10 +6,10 @@ import asyncio
 import gc
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from echonats.core.caller import Caller
-from echonats.core.messaging import MessagingService
+from echonats.core.messaging import MessagingService, Write
 from echonats.core.ports import Appended
 from echonats.gateway.sending import SendPipeline
 from echonats.model import Message, NewMessage
@@ -203,3 +203,27 @@ async def test_closing_with_sends_waiting_for_their_ack_leaves_nothing_running_o
     assert answers == []
     assert pipeline._sequencer is None
     assert pipeline._answerer is None
+
+
+async def test_a_change_waits_for_the_sockets_earlier_writes_and_sees_their_effect() -> None:
+    h, messaging, owner, channel = await _setup(BudgetLimiter(budget=100))
+    changes = h.services.changes
+    pipeline, answers = _pipeline(owner, messaging)
+    sent = await messaging.send(owner, channel, body="target", nonce=None)
+
+    def react(added: bool) -> Callable[[], Awaitable[Write]]:
+        return lambda: changes.check_reaction(owner, channel, sent.id, emoji="👍", added=added, nonce=None)
+
+    await pipeline.submit(channel, "a send first", "s1")
+    await pipeline.submit_change(react(True), "r1")
+    await pipeline.submit_change(react(False), "r2")  # checked after r1 is stored: not "unchanged"
+    await pipeline.submit_change(react(True), "r3")
+    await answers.wait(4)
+    assert [type(a).__name__ for _, a in answers] == [
+        "Message",
+        "ReactionChanged",
+        "ReactionChanged",
+        "ReactionChanged",
+    ]
+    assert [a.added for _, a in answers[1:]] == [True, False, True]  # type: ignore[union-attr]
+    await pipeline.close()

@@ -35,11 +35,11 @@ _PINNED = (
     f"SELECT {_COLUMNS} FROM messages m WHERE m.channel_id = $1 AND m.pinned_at IS NOT NULL "  # noqa: S608
     "ORDER BY m.pin_mark DESC"
 )
-# Each emoji once per message, ordered by its earliest current reaction.
+# Each emoji once per message, in emoji order (by code point, as ``core.timeline`` folds them).
 _REACTIONS = """
-SELECT message_id, emoji, count(*) AS n, bool_or(user_id = $2) AS me, min(change_id) AS first
+SELECT message_id, emoji, count(*) AS n, bool_or(user_id = $2) AS me
 FROM message_reactions WHERE message_id = ANY($1::bigint[]) AND added
-GROUP BY message_id, emoji ORDER BY message_id, first
+GROUP BY message_id, emoji ORDER BY message_id, emoji COLLATE "C"
 """
 _MARKS = """
 SELECT r.message_id, r.emoji, r.user_id, r.added, r.change_id

@@ -47,7 +47,8 @@ UPDATE messages SET body = $2, edited_at = $3, edit_mark = $4
 WHERE id = $1 AND deleted_at IS NULL AND edit_mark < $4
 """
 _DELETE = """
-UPDATE messages SET body = '', deleted_at = $2, deleted_by = $3, pinned_at = NULL, pinned_by = NULL
+UPDATE messages SET body = '', edited_at = NULL, deleted_at = $2, deleted_by = $3, pinned_at = NULL,
+                    pinned_by = NULL
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING thread_id
 """
