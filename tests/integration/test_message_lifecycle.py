@@ -4,6 +4,7 @@ worker stopped and after it ran (each change applied once)."""
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
@@ -11,11 +12,23 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
+from echonats.adapters.nats.message_log import JetStreamMessageLog
+from echonats.adapters.postgres.persist_sink import PostgresPersistSink
+from echonats.bootstrap.resources import open_resources
+from echonats.model.errors import TargetMissing
 from echonats.settings import Settings
-from tests.integration.api import running_persist_worker, wait_for
+from tests.integration.api import Workspace, running_persist_worker, wait_for
 from tests.integration.conftest import ADMIN_TOKEN
 from tests.integration.realtime import Client, HttpTenant, serve_gateway, tenant_gateway, ws_client
+from tests.integration.test_processes import (
+    _sigkill,
+    create_tenant,
+    gateways,
+    wait_worker_started,
+    worker_process,
+)
 
 CHANGE_FRAMES = {
     "message",
@@ -220,3 +233,182 @@ async def test_changes_arrive_live_in_one_order_and_resume_to_the_same_state(
         finally:
             await db.close()
         assert await history_state(tenant, channel, "bob") == expected  # also once the tail is empty
+
+
+@pytest.fixture
+def env(service_env: dict[str, str]) -> dict[str, str]:
+    """For real processes (``test_processes``): rate limits out of the way."""
+    return {
+        **service_env,
+        "ECHONATS_ADMIN_TOKEN": ADMIN_TOKEN,
+        "ECHONATS_RATE_USER_PER_SECOND": "100000",
+        "ECHONATS_RATE_USER_BURST": "100000",
+        "ECHONATS_LOG_FORMAT": "text",
+    }
+
+
+async def test_a_worker_killed_mid_batch_applies_every_change_once(
+    env: dict[str, str], stack_urls: Any
+) -> None:
+    """Reply counts are increments and reactions are upserts: a batch applied twice (the killed
+    worker's unacked batch comes back to the next one) must still count each change once."""
+    reactors, messages, replies, deleted_replies = 16, 30, 60, 10
+    assert stack_urls.nats_url
+    assert stack_urls.database_url
+    db = await asyncpg.connect(stack_urls.database_url)
+    try:
+        async with gateways(env, 1) as [(_, base)], httpx.AsyncClient(base_url=base, timeout=30) as http:
+            tenant = await create_tenant(http, env)
+            channel = await tenant.channel("busy")
+            url = f"/api/v1/channels/{channel}/messages"
+            with worker_process(env) as first:
+                await wait_worker_started(first, stack_urls.nats_url)
+                ids = [await tenant.send(channel, f"m{i}") for i in range(messages)]
+                root = ids[0]
+
+                async def call(method: str, path: str, user: str | None = None, **kw: Any) -> Any:
+                    response = await http.request(method, path, headers=tenant.as_user(user), **kw)
+                    assert response.status_code in (200, 201), response.text
+                    return response.json()
+
+                async def react_all(user: str) -> None:
+                    for message in ids:
+                        await call("PUT", f"{url}/{message}/reactions/{urllib.parse.quote('👍')}", user)
+
+                async def reply_all(user: str, count: int) -> list[int]:
+                    return [
+                        (await call("POST", url, user, json={"body": f"{user} {i}", "threadId": root}))["id"]
+                        for i in range(count)
+                    ]
+
+                work = asyncio.gather(
+                    *(react_all(f"r{u}") for u in range(reactors)),
+                    reply_all("alice", replies // 2),
+                    reply_all("bob", replies // 2),
+                    *(call("PATCH", f"{url}/{m}", json={"body": f"edited {m}"}) for m in ids),
+                    *(call("PUT", f"{url}/{m}/pin") for m in ids[:10]),
+                )
+                try:
+
+                    async def a_third_applied() -> bool:
+                        if work.done():
+                            work.result()
+                        rows = await db.fetchval("SELECT count(*) FROM message_reactions")
+                        return rows >= reactors * messages // 3
+
+                    await wait_for(
+                        a_third_applied, timeout_s=60, what="a third of the reactions in PostgreSQL"
+                    )
+                    _sigkill(first)
+                    at_kill = await db.fetchval("SELECT count(*) FROM message_reactions")
+                    assert at_kill < reactors * messages, "every reaction was stored before the kill"
+                    with worker_process(env) as second:
+                        results = await work
+                        alices, bobs = results[reactors], results[reactors + 1]
+                        for reply in (alices + bobs)[:deleted_replies]:
+                            await call("DELETE", f"{url}/{reply}")
+
+                        async def all_applied() -> bool:
+                            assert second.poll() is None, f"worker exited with {second.returncode}"
+                            count = await db.fetchval("SELECT reply_count FROM messages WHERE id = $1", root)
+                            deleted = await db.fetchval(
+                                "SELECT count(*) FROM messages WHERE deleted_at IS NOT NULL"
+                            )
+                            reactions = await db.fetchval(
+                                "SELECT count(*) FROM message_reactions WHERE added"
+                            )
+                            return (count, deleted, reactions) == (
+                                replies - deleted_replies,
+                                deleted_replies,
+                                reactors * messages,
+                            )
+
+                        # A batch the killed worker fetched but never acked comes back after ack_wait.
+                        await wait_for(all_applied, timeout_s=60, what="every change in PostgreSQL")
+                finally:
+                    work.cancel()
+                    await asyncio.gather(work, return_exceptions=True)
+        rows = await db.fetch(
+            "SELECT id, body, pinned_at IS NOT NULL AS pinned FROM messages WHERE thread_id IS NULL"
+        )
+        assert {r["id"]: r["body"] for r in rows} == {m: f"edited {m}" for m in ids}
+        assert {r["id"] for r in rows if r["pinned"]} == set(ids[:10])
+        per_message = await db.fetch(
+            "SELECT message_id, count(*) AS n FROM message_reactions WHERE added GROUP BY message_id"
+        )
+        assert {r["message_id"]: r["n"] for r in per_message} == dict.fromkeys(ids, reactors)
+        assert await db.fetchval("SELECT count(*) FROM messages WHERE thread_id = $1", root) == replies
+    finally:
+        await db.close()
+
+
+async def _snapshot(db: asyncpg.Connection[asyncpg.Record]) -> tuple[list[Any], list[Any]]:
+    rows = await db.fetch(
+        # What readers see (the marks are bookkeeping: a tombstone's differ by the order applied).
+        "SELECT id, body, thread_id, edited_at, deleted_at, reply_count, last_reply_at, pinned_at"
+        " FROM messages ORDER BY id"
+    )
+    reactions = await db.fetch("SELECT * FROM message_reactions ORDER BY message_id, emoji, user_id")
+    return [tuple(r) for r in rows], [tuple(r) for r in reactions]
+
+
+async def test_the_sink_applies_a_replayed_or_reordered_batch_to_the_same_state(
+    gateway_settings: Settings, workspace: Workspace, stack_urls: Any
+) -> None:
+    """What a SIGKILL between commit and ack does (the batch comes again), and what two workers
+    applying neighbouring batches do (later changes first), made deterministic: the same entries
+    written twice, and written in reverse chunks, give the state of one in-order write."""
+    channel = await workspace.channel("general")
+    url, thumbs = f"/api/v1/channels/{channel}/messages", urllib.parse.quote("👍")
+    ann = workspace.as_user("ann")
+    root = await workspace.send(channel, "root", by="ann")
+    replies = [
+        (await workspace.client.post(url, json={"body": f"r{i}", "threadId": root}, headers=ann)).json()["id"]
+        for i in range(4)
+    ]
+    steps = [
+        ("PATCH", f"{url}/{root}", {"json": {"body": "edited"}}),
+        ("PUT", f"{url}/{root}/reactions/{thumbs}", {}),
+        ("PUT", f"{url}/{root}/pin", {}),
+        ("DELETE", f"{url}/{root}/reactions/{thumbs}", {}),
+        ("PUT", f"{url}/{replies[0]}/reactions/:x:", {}),
+        ("DELETE", f"{url}/{replies[1]}", {}),
+        ("PATCH", f"{url}/{replies[2]}", {"json": {"body": "r2 edited"}}),
+        ("DELETE", f"{url}/{replies[2]}", {}),
+        ("PUT", f"{url}/{root}/reactions/{thumbs}", {}),
+    ]
+    for method, path, kw in steps:
+        response = await workspace.client.request(method, path, headers=ann, **kw)
+        assert response.status_code == 200, response.text
+    async with open_resources(gateway_settings, name="sink-test") as resources:
+        log = JetStreamMessageLog(resources.nats)
+        entries, more = await log.read_channel(
+            uuid.UUID(workspace.tenant_id), uuid.UUID(channel), start=1, limit=1000
+        )
+        assert not more
+        sink = PostgresPersistSink(resources.pg)
+        assert stack_urls.database_url
+        db = await asyncpg.connect(stack_urls.database_url)
+        try:
+            await sink.write(entries)
+            in_order = await _snapshot(db)
+            assert in_order[0][0][5] == 2  # the root: four replies, two deleted
+            await sink.write(entries)  # the same batch again
+            assert await _snapshot(db) == in_order
+            await db.execute("TRUNCATE messages, message_reactions")
+            chunks = [entries[i : i + 3] for i in range(0, len(entries), 3)][::-1]
+            while chunks:  # later chunks first; one whose messages are missing waits, as the worker does
+                pending = []
+                for chunk in chunks:
+                    try:
+                        await sink.write(chunk)
+                    except TargetMissing:
+                        pending.append(chunk)
+                assert len(pending) < len(chunks), "no chunk could be applied"
+                chunks = pending
+            reordered = await _snapshot(db)
+            assert reordered[1] == in_order[1]
+            for got, want in zip(reordered[0], in_order[0], strict=True):
+                assert got == want
+        finally:
+            await db.close()
