@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    name: str  # fanout | rooms | ingest | idle | gateways
+    name: str  # fanout | rooms | ingest | idle | gateways | mix
     sockets: int  # receiver sockets
     rooms: int  # channels; sockets are spread evenly over them
     rates: tuple[float, ...]  # offered messages/s (all senders together), one step each
@@ -23,6 +23,9 @@ class Scenario:
     sockets_per_user: int = 10  # presence goes to every socket of a tenant: fewer users, smaller storms
     idle_levels: tuple[int, ...] = ()  # idle: socket counts to ramp to
     idle_hold_s: float = 10.0
+    # mix: of every 4 writes a sender offers, 1 is a send, 1 an edit of its latest message and 2 are
+    # reactions to it (the rate counts all of them; each is one frame fanned out to every socket).
+    mix: bool = False
 
     @property
     def label(self) -> str:
@@ -33,6 +36,7 @@ class Scenario:
 
 
 FANOUT_QUICK = Scenario("fanout", sockets=200, rooms=1, rates=(20, 50), senders=2, duration_s=10)
+MIX = Scenario("mix", sockets=200, rooms=1, rates=(20, 50, 100), senders=2, duration_s=10, mix=True)
 
 FULL: tuple[Scenario, ...] = (
     Scenario("fanout", sockets=1000, rooms=1, rates=(20, 50, 70, 100), senders=2, duration_s=15),
@@ -50,6 +54,7 @@ FULL: tuple[Scenario, ...] = (
     Scenario(
         "gateways", sockets=1000, rooms=1, rates=(50, 100, 200, 300), senders=2, duration_s=15, gateways=2
     ),
+    MIX,
     # Last: 20k sockets leave the gateway's heap large (CPython keeps freed arenas), and a machine
     # near its open-file limit is no place for the other scenarios.
     Scenario(
@@ -70,7 +75,8 @@ PRESETS: dict[str, tuple[Scenario, ...]] = {
     "rooms": (FULL[1],),
     "ingest": (FULL[2],),
     "gateways": (FULL[3],),
-    "idle": (FULL[4],),
+    "idle": (FULL[5],),
+    "mix": (MIX,),
 }
 
 

@@ -25,8 +25,10 @@ from bench.wire import (
     NATS_PING,
     NATS_PONG,
     PRESENCE_FRAME_PREFIX,
+    REACTION_FRAME_PREFIX,
     NatsParser,
     body_of_frame,
+    body_of_reaction,
     nats_sub,
     parse_body,
     subscribe_frame,
@@ -202,6 +204,8 @@ class _EchoListener(_Base):
             data = frame.get_payload_as_bytes()
             if data.startswith(MESSAGE_FRAME_PREFIX):
                 self.core.on_body(self.index, body_of_frame(data), now)
+            elif data.startswith(REACTION_FRAME_PREFIX):
+                self.core.on_body(self.index, body_of_reaction(data), now)
             elif data.startswith(PRESENCE_FRAME_PREFIX):
                 self.core.other += 1
             else:

@@ -9,6 +9,11 @@ lowering the offered load.
 echonats: a ``send`` frame with a unique nonce; its ``ack`` (stored in JetStream) closes the
 ack latency. Reference: ``PUB`` followed by ``PING``; the ``PONG`` (the server has processed the
 publish) closes it.
+
+Mix (scenario ``mix``): of every 4 writes of a sender socket, the first is a send, the second an
+edit of that socket's latest acknowledged message in the channel, the last two reactions to it;
+each carries the bench fields (the edit in its body, a reaction in its shortcode), so receivers
+time and sequence-check every kind alike. The reference publishes one same-sized message for each.
 """
 
 from __future__ import annotations
@@ -32,14 +37,18 @@ from bench.wire import (
     NATS_PING,
     NATS_PONG,
     NatsParser,
+    edit_frame,
     make_body,
     nats_pub,
+    react_frame,
+    reaction_emoji,
     reference_payload,
     send_frame,
 )
 
 ACK_DRAIN_TIMEOUT_S = 120.0  # a saturated server works off its backlog; the step waits for it
 TIMER_RESOLUTION_S = 0.001
+REACTIONS_PER_MESSAGE = 16  # mix: reactions to one message before sending instead (the limit is 20)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,7 @@ class SenderSpec:
     channel_ids: list[str]
     senders: list[SenderConnSpec] = field(default_factory=list)
     body_bytes: int = 64
+    mix: bool = False
 
 
 class SenderCore:
@@ -75,6 +85,7 @@ class SenderCore:
         self.pending = 0
         self.sent = 0
         self.last_ack_ns = 0
+        self.acked_sends = 0
 
     def progress(self) -> int:
         return self.sent
@@ -171,6 +182,7 @@ class SenderCore:
             max_behind_ms=max_behind * 1000.0,
             cpu_s=cpu_seconds() - cpu0,
             wall_s=time.monotonic() - wall0,
+            acked_sends=self.acked_sends if self.spec.mix else -1,
         )
 
 
@@ -197,7 +209,10 @@ class _SenderBase(WSListener):
 class _EchoSender(_SenderBase):
     def __init__(self, core: SenderCore, index: int, spec: SenderConnSpec) -> None:
         super().__init__(core, index, spec)
-        self.inflight: dict[str, tuple[int, StreamKey, int, int]] = {}
+        # nonce -> (step, stream, seq, sent ns, channel index if a send else -1)
+        self.inflight: dict[str, tuple[int, StreamKey, int, int, int]] = {}
+        self.latest: dict[int, int] = {}  # channel index -> this socket's latest acked message id
+        self.reactions: dict[int, int] = {}  # channel index -> reactions sent to that message
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -207,9 +222,21 @@ class _EchoSender(_SenderBase):
         assert self.transport is not None
         now = time.time_ns()
         nonce = f"{self.core.run_id}-{step}-{k}"
-        self.inflight[nonce] = (step, (self.index, channel), seq, now)
         target = self.core.spec.targets[channel]
-        self.transport.send(WSMsgType.TEXT, send_frame(target, self.body(step, channel, seq, now), nonce))
+        kind = (k // len(self.core.conns)) % 4 if self.core.spec.mix else 0
+        latest = self.latest.get(channel)
+        if kind >= 2 and self.reactions.get(channel, 0) >= REACTIONS_PER_MESSAGE:
+            latest = None  # its send's ack is late: a message takes 20 distinct emoji at most
+        if kind == 0 or latest is None:
+            frame = send_frame(target, self.body(step, channel, seq, now), nonce)
+        elif kind == 1:
+            frame = edit_frame(target, latest, self.body(step, channel, seq, now), nonce)
+        else:
+            frame = react_frame(target, latest, reaction_emoji(step, self.index, channel, seq, now), nonce)
+            self.reactions[channel] = self.reactions.get(channel, 0) + 1
+        is_send = kind == 0 or latest is None
+        self.inflight[nonce] = (step, (self.index, channel), seq, now, channel if is_send else -1)
+        self.transport.send(WSMsgType.TEXT, frame)
         return now
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -221,7 +248,13 @@ class _EchoSender(_SenderBase):
         if kind == "ack":
             entry = self.inflight.pop(msg.get("nonce"), None)
             if entry is not None:
-                self.core.on_ack(*entry, now)
+                step, key, seq, sent_ns, sent_to = entry
+                if sent_to >= 0:
+                    self.latest[sent_to] = int(msg["messageId"])
+                    self.reactions[sent_to] = 0
+                    if step == self.core.step:
+                        self.core.acked_sends += 1
+                self.core.on_ack(step, key, seq, sent_ns, now)
         elif kind == "error":
             entry = self.inflight.pop(msg.get("ref"), None)
             if entry is not None:

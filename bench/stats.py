@@ -133,6 +133,7 @@ class SenderReport:
     max_behind_ms: float = 0.0
     cpu_s: float = 0.0
     wall_s: float = 0.0
+    acked_sends: int = -1  # of the acked writes, the messages (-1: all; a mix also edits and reacts)
 
 
 def count_lost(acked: bytes, seen: bytes) -> tuple[int, int]:

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 BODY_PREFIX = b"B|"
 _BODY_KEY = b'"body":"'
-MESSAGE_FRAME_PREFIX = b'{"type":"message"'
+MESSAGE_FRAME_PREFIX = b'{"type":"message"'  # also message_updated: its body is a bench body too
 PRESENCE_FRAME_PREFIX = b'{"type":"presence"'
+REACTION_FRAME_PREFIX = b'{"type":"reaction_added"'
+_EMOJI_KEY = b'"emoji":":b-'
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,38 @@ def send_frame(channel_id: str, body: str, nonce: str) -> bytes:
     return json.dumps(
         {"type": "send", "channelId": channel_id, "body": body, "nonce": nonce}, separators=(",", ":")
     ).encode()
+
+
+def edit_frame(channel_id: str, message_id: int, body: str, nonce: str) -> bytes:
+    frame = {"type": "edit", "channelId": channel_id, "messageId": message_id, "body": body, "nonce": nonce}
+    return json.dumps(frame, separators=(",", ":")).encode()
+
+
+def reaction_emoji(step: int, sender: int, channel: int, seq: int, sent_ns: int) -> str:
+    """A bench body's fields as a reaction shortcode (``:b-<step>-<sender>-<channel>-<seq>-<ns>:``,
+    under the 64 characters a reaction may have), so a reaction is timed like a message."""
+    return f":b-{step}-{sender}-{channel}-{seq}-{sent_ns}:"
+
+
+def react_frame(channel_id: str, message_id: int, emoji: str, nonce: str) -> bytes:
+    frame = {
+        "type": "react",
+        "channelId": channel_id,
+        "messageId": message_id,
+        "emoji": emoji,
+        "nonce": nonce,
+    }
+    return json.dumps(frame, separators=(",", ":")).encode()
+
+
+def body_of_reaction(frame: bytes) -> bytes | None:
+    """The bench body a ``reaction_added`` frame's shortcode carries (see ``reaction_emoji``)."""
+    start = frame.find(_EMOJI_KEY)
+    if start < 0:
+        return None
+    start += len(_EMOJI_KEY)
+    end = frame.find(b':"', start)
+    return b"B|" + frame[start:end].replace(b"-", b"|") + b"|" if end > start else None
 
 
 def subscribe_frame(channel_id: str) -> bytes:

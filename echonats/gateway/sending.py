@@ -9,7 +9,8 @@ may have ``window`` sends in flight. Their checks run concurrently; each enters 
 every earlier one has (or has failed), so the stream keeps the client's order; acks and errors go
 out in the order the frames came. While the window is full the socket is not read, which pushes
 back on the client through TCP. A change (edit, delete, react, ...) is checked against the message's
-latest state, which the socket's earlier writes may change: it waits until they are answered.
+latest state, which the socket's earlier changes to the same message may change: it waits until
+those are answered (a react right after an unreact of the same emoji must see the unreact).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ ErrorCallback = Callable[[EchonatsError, str | None], None]
 class _Send:
     ref: str | None  # what the answer quotes (the nonce)
     started: float
+    target: int | None  # the message a change is to (None: a send)
     checked: asyncio.Task[Write]
     stored: Awaitable[Written] | None = None  # once the write has its place in the log
 
@@ -96,7 +98,7 @@ class SendPipeline:
         self._storing: list[_Send] = []  # in the log, waiting for its acknowledgement
         self._sequencer: asyncio.Task[None] | None = None
         self._answerer: asyncio.Task[None] | None = None
-        self._quiet: asyncio.Event | None = None  # set when nothing is in flight (see submit_change)
+        self._answered: asyncio.Event | None = None  # set at every answer (see submit_change)
 
     async def submit(
         self,
@@ -118,19 +120,24 @@ class SendPipeline:
                 also_to_channel=also_to_channel,
             ),
             nonce,
+            None,
         )
 
-    async def submit_change(self, check: Callable[[], Awaitable[Write]], ref: str | None) -> None:
-        """Start one change once every earlier write of this socket is answered (its check reads
-        the state they may change: a react right after an unreact must see the unreact)."""
-        while self._checking or self._storing:
-            if self._quiet is None:
-                self._quiet = asyncio.Event()
-            self._quiet.clear()
-            await self._quiet.wait()
-        await self._start(check, ref)
+    async def submit_change(
+        self, check: Callable[[], Awaitable[Write]], ref: str | None, *, message_id: int
+    ) -> None:
+        """Start one change to ``message_id`` once this socket's earlier changes to that message
+        are answered: its check reads the state they change. Other writes go on meanwhile."""
+        while any(item.target == message_id for item in (*self._checking, *self._storing)):
+            if self._answered is None:
+                self._answered = asyncio.Event()
+            self._answered.clear()
+            await self._answered.wait()
+        await self._start(check, ref, message_id)
 
-    async def _start(self, check: Callable[[], Awaitable[Write]], ref: str | None) -> None:
+    async def _start(
+        self, check: Callable[[], Awaitable[Write]], ref: str | None, target: int | None
+    ) -> None:
         if self._room is None:
             self._room = asyncio.Semaphore(self._window)
         await self._room.acquire()
@@ -138,7 +145,7 @@ class SendPipeline:
         async def checking() -> Write:
             return await check()
 
-        self._checking.append(_Send(ref, time.perf_counter(), asyncio.create_task(checking())))
+        self._checking.append(_Send(ref, time.perf_counter(), target, asyncio.create_task(checking())))
         if self._sequencer is None:
             self._sequencer = asyncio.create_task(self._sequence())
 
@@ -214,8 +221,8 @@ class SendPipeline:
     def _answer(self, item: _Send, outcome: Written | BaseException) -> None:
         assert self._room is not None
         self._room.release()
-        if self._quiet is not None and not self._checking and not self._storing:
-            self._quiet.set()
+        if self._answered is not None:
+            self._answered.set()
         if not isinstance(outcome, BaseException):
             self._on_stored(outcome, item.ref)
         elif isinstance(outcome, EchonatsError):

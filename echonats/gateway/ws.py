@@ -219,7 +219,8 @@ async def _handle(conn: Connection, realtime: Realtime, sends: SendPipeline, tex
                     also_to_channel=frame.also_to_channel,
                 )
             case p.Edit() | p.Delete() | p.React() | p.Unreact():
-                await sends.submit_change(change_check(conn.caller, realtime.services, frame), frame.nonce)
+                check = change_check(conn.caller, realtime.services, frame)
+                await sends.submit_change(check, frame.nonce, message_id=frame.message_id)
             case p.Subscribe():
                 ref = str(frame.channel_id)
                 await realtime.hub.subscribe(conn, frame.channel_id, frame.since)  # checks access

@@ -215,9 +215,9 @@ async def test_a_change_waits_for_the_sockets_earlier_writes_and_sees_their_effe
         return lambda: changes.check_reaction(owner, channel, sent.id, emoji="👍", added=added, nonce=None)
 
     await pipeline.submit(channel, "a send first", "s1")
-    await pipeline.submit_change(react(True), "r1")
-    await pipeline.submit_change(react(False), "r2")  # checked after r1 is stored: not "unchanged"
-    await pipeline.submit_change(react(True), "r3")
+    await pipeline.submit_change(react(True), "r1", message_id=sent.id)
+    await pipeline.submit_change(react(False), "r2", message_id=sent.id)  # checked after r1: not "unchanged"
+    await pipeline.submit_change(react(True), "r3", message_id=sent.id)
     await answers.wait(4)
     assert [type(a).__name__ for _, a in answers] == [
         "Message",
