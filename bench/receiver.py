@@ -20,6 +20,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from bench.child import cpu_seconds
 from bench.stats import ReceiverReport, SeqTracker, SocketReport, StreamKey
 from bench.wire import (
+    EDIT_FRAME_PREFIX,
     MESSAGE_FRAME_PREFIX,
     NATS_CONNECT,
     NATS_PING,
@@ -202,7 +203,7 @@ class _EchoListener(_Base):
         kind = frame.msg_type
         if kind == WSMsgType.TEXT:
             data = frame.get_payload_as_bytes()
-            if data.startswith(MESSAGE_FRAME_PREFIX):
+            if data.startswith(MESSAGE_FRAME_PREFIX) or data.startswith(EDIT_FRAME_PREFIX):
                 self.core.on_body(self.index, body_of_frame(data), now)
             elif data.startswith(REACTION_FRAME_PREFIX):
                 self.core.on_body(self.index, body_of_reaction(data), now)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 BODY_PREFIX = b"B|"
 _BODY_KEY = b'"body":"'
-MESSAGE_FRAME_PREFIX = b'{"type":"message"'  # also message_updated: its body is a bench body too
+MESSAGE_FRAME_PREFIX = b'{"type":"message"'
+EDIT_FRAME_PREFIX = b'{"type":"message_updated"'  # a mix's edit: its body is a bench body too
 PRESENCE_FRAME_PREFIX = b'{"type":"presence"'
 REACTION_FRAME_PREFIX = b'{"type":"reaction_added"'
 _EMOJI_KEY = b'"emoji":":b-'

@@ -63,6 +63,19 @@ def service_env(stack_urls: StackUrls) -> dict[str, str]:
 
 
 @pytest.fixture
+def env(service_env: dict[str, str]) -> dict[str, str]:
+    """The environment of real `python -m echonats` processes in tests: per-user rate limits out of
+    the way, readable logs."""
+    return {
+        **service_env,
+        "ECHONATS_ADMIN_TOKEN": ADMIN_TOKEN,
+        "ECHONATS_RATE_USER_PER_SECOND": "100000",
+        "ECHONATS_RATE_USER_BURST": "100000",
+        "ECHONATS_LOG_FORMAT": "text",
+    }
+
+
+@pytest.fixture
 def settings(service_env: dict[str, str]) -> Settings:
     return load_settings(service_env)
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from echonats.adapters.nats.message_log import JetStreamMessageLog
 from echonats.adapters.postgres.persist_sink import PostgresPersistSink
@@ -233,18 +232,6 @@ async def test_changes_arrive_live_in_one_order_and_resume_to_the_same_state(
         finally:
             await db.close()
         assert await history_state(tenant, channel, "bob") == expected  # also once the tail is empty
-
-
-@pytest.fixture
-def env(service_env: dict[str, str]) -> dict[str, str]:
-    """For real processes (``test_processes``): rate limits out of the way."""
-    return {
-        **service_env,
-        "ECHONATS_ADMIN_TOKEN": ADMIN_TOKEN,
-        "ECHONATS_RATE_USER_PER_SECOND": "100000",
-        "ECHONATS_RATE_USER_BURST": "100000",
-        "ECHONATS_LOG_FORMAT": "text",
-    }
 
 
 async def test_a_worker_killed_mid_batch_applies_every_change_once(

@@ -33,17 +33,6 @@ Process = subprocess.Popen[bytes]
 
 
 @pytest.fixture
-def env(service_env: dict[str, str]) -> dict[str, str]:
-    return {
-        **service_env,
-        "ECHONATS_ADMIN_TOKEN": ADMIN_TOKEN,
-        "ECHONATS_RATE_USER_PER_SECOND": "100000",
-        "ECHONATS_RATE_USER_BURST": "100000",
-        "ECHONATS_LOG_FORMAT": "text",
-    }
-
-
-@pytest.fixture
 async def db(stack_urls: StackUrls) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
     assert stack_urls.database_url
     conn = await asyncpg.connect(stack_urls.database_url)
