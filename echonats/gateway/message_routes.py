@@ -15,7 +15,7 @@ from echonats.core.caller import Caller
 from echonats.core.messaging import DEFAULT_PAGE, Write
 from echonats.core.services import Services
 from echonats.gateway import schemas as s
-from echonats.gateway.routes import BODY, COMMON, Cursor, PageLimit, _errors
+from echonats.gateway.routes import BODY, COMMON, Cursor, PageLimit, errors
 from echonats.gateway.sending import CHANGE_KINDS
 from echonats.model import MAX_MESSAGE_ID, Message, Unchanged
 from echonats.model.timeline import MAX_EMOJI_CHARS
@@ -46,7 +46,11 @@ class MessageController(Controller):
     path = "/api/v1/channels/{channel_id:uuid}"
     tags = ["messages"]
 
-    @get("/messages/{message_id:int}", responses=_errors(*COMMON, 404), summary="One message, latest state")
+    @get(
+        "/messages/{message_id:int}",
+        responses=errors(*COMMON, 404),
+        summary="One message, latest state",
+    )
     async def read(
         self, channel_id: uuid.UUID, message_id: MessageIdPath, caller: Caller, services: Services
     ) -> s.MessageOut:
@@ -54,7 +58,7 @@ class MessageController(Controller):
 
     @patch(
         "/messages/{message_id:int}",
-        responses=_errors(*BODY, 404, 409, 422, 429),
+        responses=errors(*BODY, 404, 409, 422, 429),
         summary="Edit a message (its author only)",
     )
     async def edit(
@@ -73,7 +77,7 @@ class MessageController(Controller):
     @delete(
         "/messages/{message_id:int}",
         status_code=200,
-        responses=_errors(*CHANGE),
+        responses=errors(*CHANGE),
         summary="Delete a message (its author, or a channel or workspace owner or admin)",
     )
     async def remove(
@@ -84,7 +88,7 @@ class MessageController(Controller):
 
     @put(
         "/messages/{message_id:int}/reactions/{emoji:str}",
-        responses=_errors(*CHANGE),
+        responses=errors(*CHANGE),
         summary="React with an emoji (idempotent per user and emoji)",
     )
     async def react(
@@ -103,7 +107,7 @@ class MessageController(Controller):
     @delete(
         "/messages/{message_id:int}/reactions/{emoji:str}",
         status_code=200,
-        responses=_errors(*CHANGE),
+        responses=errors(*CHANGE),
         summary="Take back a reaction (idempotent)",
     )
     async def unreact(
@@ -119,7 +123,7 @@ class MessageController(Controller):
         )
         return await _change(services, caller, change)
 
-    @put("/messages/{message_id:int}/pin", responses=_errors(*CHANGE), summary="Pin a message")
+    @put("/messages/{message_id:int}/pin", responses=errors(*CHANGE), summary="Pin a message")
     async def pin(
         self, channel_id: uuid.UUID, message_id: MessageIdPath, caller: Caller, services: Services
     ) -> s.ChangeOut:
@@ -129,7 +133,7 @@ class MessageController(Controller):
     @delete(
         "/messages/{message_id:int}/pin",
         status_code=200,
-        responses=_errors(*CHANGE),
+        responses=errors(*CHANGE),
         summary="Unpin a message",
     )
     async def unpin(
@@ -140,7 +144,7 @@ class MessageController(Controller):
 
     @get(
         "/messages/{message_id:int}/thread",
-        responses=_errors(*COMMON, 404, 422),
+        responses=errors(*COMMON, 404, 422),
         summary="A thread: its root and its replies, newest first, by keyset on the id",
     )
     async def thread(
@@ -158,7 +162,11 @@ class MessageController(Controller):
         )
         return s.ThreadPage.of(root, page)
 
-    @get("/pins", responses=_errors(*COMMON, 404), summary="The channel's pinned messages, newest pin first")
+    @get(
+        "/pins",
+        responses=errors(*COMMON, 404),
+        summary="The channel's pinned messages, newest pin first",
+    )
     async def pins(self, channel_id: uuid.UUID, caller: Caller, services: Services) -> s.PinList:
         return s.PinList(
             items=[s.MessageOut.of(m) for m in await services.messaging.pins(caller, channel_id)]

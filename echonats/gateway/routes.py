@@ -23,7 +23,7 @@ from echonats.model import MAX_MESSAGE_ID, MAX_USER_ID_CHARS, Principal
 from echonats.model.errors import ValidationFailed
 
 
-def _errors(*codes: int) -> dict[int, ResponseSpec]:
+def errors(*codes: int) -> dict[int, ResponseSpec]:
     descriptions = {
         400: "Malformed request",
         401: "Missing or invalid token",
@@ -59,7 +59,7 @@ class AdminController(Controller):
     path = "/api/v1/admin/tenants"
     tags = ["admin"]
 
-    @post("/", status_code=HTTP_201_CREATED, responses=_errors(*BODY, 422), summary="Create a tenant")
+    @post("/", status_code=HTTP_201_CREATED, responses=errors(*BODY, 422), summary="Create a tenant")
     async def create_tenant(
         self, data: s.CreateTenant, principal: Principal, services: Services
     ) -> s.TenantOut:
@@ -71,7 +71,7 @@ class AdminController(Controller):
         )
         return s.TenantOut.of(created.tenant, admin_user_id=created.admin.user_id)
 
-    @get("/", responses=_errors(*COMMON), summary="List tenants")
+    @get("/", responses=errors(*COMMON), summary="List tenants")
     async def list_tenants(
         self,
         principal: Principal,
@@ -83,11 +83,11 @@ class AdminController(Controller):
         items = [s.TenantOut.of(t) for t in tenants[:limit]]
         return s.TenantList(items=items, next_cursor=items[-1].id if len(tenants) > limit else None)
 
-    @get("/{tenant_id:uuid}", responses=_errors(*COMMON, 404), summary="Get a tenant and its limits")
+    @get("/{tenant_id:uuid}", responses=errors(*COMMON, 404), summary="Get a tenant and its limits")
     async def get_tenant(self, tenant_id: uuid.UUID, principal: Principal, services: Services) -> s.TenantOut:
         return s.TenantOut.of(await services.membership.get_tenant(principal, tenant_id))
 
-    @patch("/{tenant_id:uuid}", responses=_errors(*BODY, 404, 422), summary="Update tenant limits")
+    @patch("/{tenant_id:uuid}", responses=errors(*BODY, 404, 422), summary="Update tenant limits")
     async def update_limits(
         self, tenant_id: uuid.UUID, data: s.UpdateTenantLimits, principal: Principal, services: Services
     ) -> s.TenantOut:
@@ -97,7 +97,7 @@ class AdminController(Controller):
     @post(
         "/{tenant_id:uuid}/users",
         status_code=HTTP_201_CREATED,
-        responses=_errors(*BODY, 404, 422),
+        responses=errors(*BODY, 404, 422),
         summary="Create a user in a tenant",
     )
     async def create_user(
@@ -113,11 +113,11 @@ class MembersController(Controller):
     path = "/api/v1"
     tags = ["members"]
 
-    @get("/users/me", responses=_errors(*COMMON), summary="The caller (provisioned on first call)")
+    @get("/users/me", responses=errors(*COMMON), summary="The caller (provisioned on first call)")
     async def me(self, caller: Caller) -> s.MemberOut:
         return s.MemberOut.of(caller.member)
 
-    @get("/members", responses=_errors(*COMMON, 422), summary="Members of the caller's workspace")
+    @get("/members", responses=errors(*COMMON, 422), summary="Members of the caller's workspace")
     async def list_members(
         self, caller: Caller, services: Services, limit: PageLimit = DEFAULT_PAGE, after: UserIdCursor = None
     ) -> s.MemberList:
@@ -126,7 +126,9 @@ class MembersController(Controller):
         return s.MemberList(items=items, next_cursor=items[-1].id if len(members) > limit else None)
 
     @patch(
-        "/members/{user_id:str}", responses=_errors(*BODY, 404, 409, 422), summary="Change a member's role"
+        "/members/{user_id:str}",
+        responses=errors(*BODY, 404, 409, 422),
+        summary="Change a member's role",
     )
     async def change_role(
         self, user_id: UserIdPath, data: s.ChangeRole, caller: Caller, services: Services
@@ -136,7 +138,7 @@ class MembersController(Controller):
     @delete(
         "/members/{user_id:str}",
         status_code=HTTP_204_NO_CONTENT,
-        responses=_errors(*COMMON, 404, 409, 422),
+        responses=errors(*COMMON, 404, 409, 422),
         summary="Remove a member (stays blocked until reinstated)",
     )
     async def remove_member(self, user_id: UserIdPath, caller: Caller, services: Services) -> None:
@@ -145,7 +147,7 @@ class MembersController(Controller):
     @post(
         "/members/{user_id:str}/reinstate",
         status_code=HTTP_201_CREATED,
-        responses=_errors(*COMMON, 404, 422),
+        responses=errors(*COMMON, 404, 422),
         summary="Reinstate a removed member",
     )
     async def reinstate(self, user_id: UserIdPath, caller: Caller, services: Services) -> s.MemberOut:
@@ -154,7 +156,7 @@ class MembersController(Controller):
     @post(
         "/members/me/leave",
         status_code=HTTP_204_NO_CONTENT,
-        responses=_errors(*COMMON, 409),
+        responses=errors(*COMMON, 409),
         summary="Leave the workspace (user.leave-server)",
     )
     async def leave(self, caller: Caller, services: Services) -> None:
@@ -166,7 +168,9 @@ class PresenceController(Controller):
     tags = ["presence"]
 
     @get(
-        "/", responses=_errors(*COMMON, 422), summary="Presence of up to 200 users of the caller's workspace"
+        "/",
+        responses=errors(*COMMON, 422),
+        summary="Presence of up to 200 users of the caller's workspace",
     )
     async def presence(self, caller: Caller, state: State, user_ids: UserIdList) -> s.PresenceList:
         ids = list(dict.fromkeys(i.strip() for part in user_ids for i in part.split(",") if i.strip()))
@@ -183,22 +187,35 @@ class ChannelsController(Controller):
     path = "/api/v1/channels"
     tags = ["channels"]
 
-    @post("/", status_code=HTTP_201_CREATED, responses=_errors(*BODY, 409, 422), summary="Create a channel")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        responses=errors(*BODY, 409, 422),
+        summary="Create a channel",
+    )
     async def create(self, data: s.CreateChannel, caller: Caller, services: Services) -> s.ChannelOut:
         channel = await services.channels.create(
             caller, name=data.name, is_private=data.is_private, topic=data.topic
         )
         return s.ChannelOut.of(channel)
 
-    @get("/", responses=_errors(*COMMON), summary="Public channels and the private ones the caller is in")
+    @get(
+        "/",
+        responses=errors(*COMMON),
+        summary="Public channels and the private ones the caller is in",
+    )
     async def list_channels(self, caller: Caller, services: Services) -> s.ChannelList:
         return s.ChannelList(items=[s.ChannelOut.of(c) for c in await services.channels.list_visible(caller)])
 
-    @get("/{channel_id:uuid}", responses=_errors(*COMMON, 404), summary="Get a channel")
+    @get("/{channel_id:uuid}", responses=errors(*COMMON, 404), summary="Get a channel")
     async def get_channel(self, channel_id: uuid.UUID, caller: Caller, services: Services) -> s.ChannelOut:
         return s.ChannelOut.of(await services.channels.get(caller, channel_id))
 
-    @patch("/{channel_id:uuid}", responses=_errors(*BODY, 404, 409, 422), summary="Rename or set the topic")
+    @patch(
+        "/{channel_id:uuid}",
+        responses=errors(*BODY, 404, 409, 422),
+        summary="Rename or set the topic",
+    )
     async def update(
         self, channel_id: uuid.UUID, data: s.UpdateChannel, caller: Caller, services: Services
     ) -> s.ChannelOut:
@@ -208,13 +225,13 @@ class ChannelsController(Controller):
     @delete(
         "/{channel_id:uuid}",
         status_code=HTTP_204_NO_CONTENT,
-        responses=_errors(*COMMON, 404),
+        responses=errors(*COMMON, 404),
         summary="Delete a channel and its messages",
     )
     async def delete_channel(self, channel_id: uuid.UUID, caller: Caller, services: Services) -> None:
         await services.channels.delete(caller, channel_id)
 
-    @get("/{channel_id:uuid}/members", responses=_errors(*COMMON, 404), summary="Channel members")
+    @get("/{channel_id:uuid}/members", responses=errors(*COMMON, 404), summary="Channel members")
     async def members(self, channel_id: uuid.UUID, caller: Caller, services: Services) -> s.ChannelMemberList:
         members = await services.channels.members(caller, channel_id)
         return s.ChannelMemberList(items=[s.ChannelMemberOut.of(m) for m in members])
@@ -222,7 +239,7 @@ class ChannelsController(Controller):
     @post(
         "/{channel_id:uuid}/members",
         status_code=HTTP_204_NO_CONTENT,
-        responses=_errors(*BODY, 404, 409, 422),
+        responses=errors(*BODY, 404, 409, 422),
         summary="Add a workspace member to the channel",
     )
     async def add_member(
@@ -233,7 +250,7 @@ class ChannelsController(Controller):
     @delete(
         "/{channel_id:uuid}/members/{user_id:str}",
         status_code=HTTP_204_NO_CONTENT,
-        responses=_errors(*COMMON, 404, 422),
+        responses=errors(*COMMON, 404, 422),
         summary="Remove a member from the channel",
     )
     async def remove_member(
@@ -244,7 +261,7 @@ class ChannelsController(Controller):
     @post(
         "/{channel_id:uuid}/join",
         status_code=HTTP_204_NO_CONTENT,
-        responses=_errors(*COMMON, 404),
+        responses=errors(*COMMON, 404),
         summary="Join a public channel",
     )
     async def join(self, channel_id: uuid.UUID, caller: Caller, services: Services) -> None:
@@ -253,7 +270,7 @@ class ChannelsController(Controller):
     @post(
         "/{channel_id:uuid}/leave",
         status_code=HTTP_204_NO_CONTENT,
-        responses=_errors(*COMMON, 404),
+        responses=errors(*COMMON, 404),
         summary="Leave a channel",
     )
     async def leave(self, channel_id: uuid.UUID, caller: Caller, services: Services) -> None:
@@ -262,7 +279,7 @@ class ChannelsController(Controller):
     @post(
         "/{channel_id:uuid}/messages",
         status_code=HTTP_201_CREATED,
-        responses=_errors(*BODY, 404, 422, 429),
+        responses=errors(*BODY, 404, 422, 429),
         summary="Send a message (after the JetStream ack)",
     )
     async def send(
@@ -282,7 +299,7 @@ class ChannelsController(Controller):
 
     @get(
         "/{channel_id:uuid}/messages",
-        responses=_errors(*COMMON, 404, 422),
+        responses=errors(*COMMON, 404, 422),
         summary="History (roots and channel messages, latest state), newest first, by keyset on the id",
     )
     async def history(
