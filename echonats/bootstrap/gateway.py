@@ -11,6 +11,7 @@ import uvicorn
 from litestar import Litestar
 
 from echonats.adapters.jwt_auth import JwtVerifier
+from echonats.adapters.nats.event_publisher import JetStreamFeedLog
 from echonats.adapters.nats.live import NatsAnnouncer, NatsLiveFeed
 from echonats.adapters.nats.message_log import JetStreamMessageLog
 from echonats.adapters.nats.streams import DUPLICATE_WINDOW
@@ -21,6 +22,7 @@ from echonats.core.ports import TokenVerifier
 from echonats.core.services import Services
 from echonats.gateway.app import build_app
 from echonats.gateway.fanout import Hub
+from echonats.gateway.feed import FeedRouter
 from echonats.gateway.invalidation import listen_for_revocations
 from echonats.gateway.limits import HandshakeGuard, SocketCounter
 from echonats.gateway.presence import PresenceTracker
@@ -48,10 +50,12 @@ async def realtime_for(
     )
     tracker = PresenceTracker(presence_store, announcer, heartbeat_s=rt.presence_heartbeat_s)
     tracker.start()
+    feed_router = FeedRouter(feed, JetStreamFeedLog(resources.nats), replay_limit=rt.replay_limit)
     try:
         yield Realtime(
             services=services,
             hub=hub,
+            feed_router=feed_router,
             feed=feed,
             typing_publisher=announcer,
             presence=tracker,
@@ -67,6 +71,7 @@ async def realtime_for(
         await tracker.stop()
         await revocations.cancel()
         await hub.close()
+        await feed_router.close()
 
 
 def create_gateway_app(settings: Settings) -> Litestar:

@@ -16,6 +16,7 @@ from echonats.adapters.postgres.outbox import PostgresOutbox
 from echonats.adapters.postgres.persist_sink import PostgresPersistSink
 from echonats.adapters.redis.realtime import RedisPresenceStore
 from echonats.bootstrap.resources import open_resources, prepare_streams
+from echonats.core.event_sink import PublishThenForget
 from echonats.settings import Settings
 from echonats.workers.outbox import OutboxRelay
 from echonats.workers.persist import PersistWorker
@@ -33,8 +34,14 @@ async def _run(settings: Settings) -> None:
         await prepare_streams(settings, resources)
         if settings.worker.metrics_port:
             start_http_server(settings.worker.metrics_port, addr=settings.gateway.host)
-        persist = PersistWorker(JetStreamPersistStream(resources.nats), PostgresPersistSink(resources.pg))
-        relay = OutboxRelay(PostgresOutbox(resources.pg), JetStreamEventPublisher(resources.nats))
+        events = JetStreamEventPublisher(resources.nats)
+        outbox = PostgresOutbox(resources.pg)
+        persist = PersistWorker(
+            JetStreamPersistStream(resources.nats),
+            PostgresPersistSink(resources.pg),
+            publisher=PublishThenForget(events, outbox),
+        )
+        relay = OutboxRelay(outbox, events)
         tasks = [
             asyncio.create_task(persist.run(stop), name="persist"),
             asyncio.create_task(relay.run(stop), name="outbox-relay"),

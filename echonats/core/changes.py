@@ -17,6 +17,7 @@ import uuid
 from echonats import model
 from echonats.core.access import ChannelAccess
 from echonats.core.caller import Caller
+from echonats.core.conversations import may_mention_everyone
 from echonats.core.history import TimelineReader
 from echonats.core.ports import Clock, Store
 from echonats.model import (
@@ -53,8 +54,20 @@ class MessageChanges:
             raise Forbidden("only the author may edit a message")
         if target.deleted:
             raise MessageGone("a deleted message cannot be edited", details={"messageId": message_id})
+        named, everyone = model.mentions(text)
+        if everyone:
+            everyone = await may_mention_everyone(self._store, caller, channel_id)
         return MessageEdited(
-            0, caller.tenant_id, channel_id, message_id, caller.user_id, self._clock.now(), text, client_nonce
+            0,
+            caller.tenant_id,
+            channel_id,
+            message_id,
+            caller.user_id,
+            self._clock.now(),
+            text,
+            client_nonce,
+            mentions=tuple(u for u in named if u != caller.user_id),
+            mentions_channel=everyone,
         )
 
     async def check_delete(

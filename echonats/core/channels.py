@@ -76,6 +76,7 @@ class ChannelService:
     ) -> Channel:
         async with self._sink.transaction() as (tx, pending):
             channel = await self._visible(tx, caller, channel_id)
+            _fixed_membership(channel)
             await self._require_moderator(tx, caller, channel, "edit this channel")
             updated = replace(
                 channel,
@@ -96,6 +97,7 @@ class ChannelService:
     async def delete(self, caller: Caller, channel_id: uuid.UUID) -> None:
         async with self._sink.transaction() as (tx, pending):
             channel = await self._visible(tx, caller, channel_id)
+            _fixed_membership(channel)
             await self._require_moderator(tx, caller, channel, "delete this channel")
             await tx.channels.delete(caller.tenant_id, channel_id)
             pending.append(
@@ -119,7 +121,8 @@ class ChannelService:
         user_id = model.user_id(user_id)  # first: the answer must not depend on the channel
         async with self._sink.transaction() as (tx, pending):
             # Visible means: public, or private with the caller as a member (who may invite).
-            await self._visible(tx, caller, channel_id)
+            channel = await self._visible(tx, caller, channel_id)
+            _fixed_membership(channel)
             target = (await tx.members.state(caller.tenant_id, user_id)).member
             if target is None:
                 raise NotFound("no member with this id in the workspace")
@@ -131,7 +134,10 @@ class ChannelService:
                     occurred_at=self._clock.now(),
                     actor_id=caller.user_id,
                     payload=ev.ChannelMemberAddedData(
-                        channel_id=channel_id, user_id=user_id, added_by=caller.user_id
+                        channel_id=channel_id,
+                        user_id=user_id,
+                        added_by=caller.user_id,
+                        channel=ev.ChannelData.of(channel),
                     ),
                 )
             )
@@ -140,6 +146,7 @@ class ChannelService:
         user_id = model.user_id(user_id)  # first: the answer must not depend on the channel
         async with self._sink.transaction() as (tx, pending):
             channel = await self._visible(tx, caller, channel_id)
+            _fixed_membership(channel)
             if user_id != caller.user_id:
                 await self._require_moderator(tx, caller, channel, "remove other members")
             if not await tx.channels.remove_member(channel_id, user_id):
@@ -169,7 +176,10 @@ class ChannelService:
                     occurred_at=self._clock.now(),
                     actor_id=caller.user_id,
                     payload=ev.ChannelMemberAddedData(
-                        channel_id=channel_id, user_id=caller.user_id, added_by=caller.user_id
+                        channel_id=channel_id,
+                        user_id=caller.user_id,
+                        added_by=caller.user_id,
+                        channel=ev.ChannelData.of(channel),
                     ),
                 )
             )
@@ -192,3 +202,9 @@ class ChannelService:
         role = await tx.channels.member_role(channel.id, caller.user_id)
         if role is None or not role.can_administer:
             raise Forbidden(f"only channel owners/admins or workspace admins may {action}")
+
+
+def _fixed_membership(channel: Channel) -> None:
+    """A DM is exactly its members, for good: no one joins, leaves, renames or deletes it."""
+    if channel.is_dm:
+        raise Forbidden("a direct message's members, name and existence are fixed")

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Sequence
 from echonats import model
 from echonats.core.access import ChannelAccess, TenantLimitsCache
 from echonats.core.caller import Caller
+from echonats.core.conversations import may_mention_everyone
 from echonats.core.history import TimelineReader
 from echonats.core.ports import Appended, Clock, MessageLog, RateLimiter, Store
 from echonats.model import Change, Entry, HistoryPage, Message, NewMessage, Unchanged
@@ -90,6 +91,9 @@ class MessagingService:
         if also_to_channel and thread_id is None:
             raise ValidationFailed("alsoToChannel needs a threadId", details={"field": "alsoToChannel"})
         await self._access.readable(caller, channel_id)
+        named, everyone = model.mentions(text)
+        if everyone:
+            everyone = await may_mention_everyone(self._store, caller, channel_id)
         if thread_id is not None:
             root = await self.reader.message(caller, channel_id, thread_id)
             if root.is_reply:
@@ -106,6 +110,8 @@ class MessagingService:
             created_at=self._clock.now(),
             thread_id=thread_id,
             also_to_channel=also_to_channel,
+            mentions=tuple(u for u in named if u != caller.user_id),
+            mentions_channel=everyone,
         )
 
     async def admit(self, caller: Caller, writes: Sequence[Write]) -> tuple[int, RateLimited | None]:

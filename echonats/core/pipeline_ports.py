@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from echonats.model import Entry
+from echonats.model import DomainEvent, Entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +73,10 @@ class MessageStream(Protocol):
 
 
 class PersistSink(Protocol):
-    async def write(self, entries: Sequence[Entry]) -> None:
+    async def write(self, entries: Sequence[Entry]) -> Sequence[DomainEvent]:
         """Store these messages and apply these changes, in their order, idempotently by id (a
         replayed entry changes nothing), in one commit; entries of deleted channels are dropped.
+        Returns the events committed with them (outbox rows: mentions), for publishing.
         ``TargetMissing`` when a change's message is not stored (yet), ``StorageRejected`` when the
         schema refuses a row (either way nothing of this call is stored), ``Unavailable`` when the
         store is out of reach."""

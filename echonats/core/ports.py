@@ -24,6 +24,7 @@ from echonats.model import (
     Principal,
     Role,
     Tenant,
+    Unread,
     User,
 )
 from echonats.model.errors import RateLimited
@@ -160,6 +161,37 @@ class MessageRepo(Protocol):
     async def reaction_marks(self, keys: Sequence[ReactionKey]) -> dict[ReactionKey, ReactionMark]: ...
 
 
+class ConversationRepo(Protocol):
+    """DMs, read state, unread and mention counts."""
+
+    async def open_dm(self, channel: Channel, key: str, member_ids: Sequence[str]) -> tuple[Channel, bool]:
+        """The DM of exactly these members: ``channel`` with its members added if no DM has this
+        ``key`` in the tenant, else the existing one (also when another transaction is creating it
+        concurrently). True when created."""
+        ...
+
+    async def dms_of(self, tenant_id: uuid.UUID, user_id: str) -> list[tuple[Channel, tuple[str, ...]]]:
+        """The user's DMs with their member ids, newest first."""
+        ...
+
+    async def mark_read(
+        self, channel_id: uuid.UUID, user_id: str, message_id: int, *, forward_only: bool
+    ) -> int | None:
+        """Set the member's last read id (only upwards if ``forward_only``); the id now stored, or
+        None if the user is not a member of the channel."""
+        ...
+
+    async def unreads(self, tenant_id: uuid.UUID, user_id: str, cap: int) -> list[Unread]: ...
+
+    async def mentions_of(
+        self, tenant_id: uuid.UUID, user_id: str, *, before: int | None, limit: int
+    ) -> list[int]:
+        """Ids of the messages (not deleted) that mention the user, newest first."""
+        ...
+
+    async def member_count(self, channel_id: uuid.UUID) -> int: ...
+
+
 class Outbox(Protocol):
     async def add(self, event: DomainEvent) -> None: ...
 
@@ -177,6 +209,9 @@ class Transaction(Protocol):
     def channels(self) -> ChannelRepo: ...
     @property
     def messages(self) -> MessageRepo: ...
+    @property
+    def conversations(self) -> ConversationRepo: ...
+
     @property
     def outbox(self) -> Outbox: ...
 
@@ -312,6 +347,8 @@ OnEntry = Callable[[Entry, int], Awaitable[None]]
 OnTyping = Callable[[TypingNotice], None]
 OnPresence = Callable[[PresenceChange], None]
 OnEvent = Callable[[DomainEvent], None]
+# A tenant's domain event and its position in the event log (the live feed's id).
+OnFeed = Callable[[DomainEvent, int], None]
 
 
 class LiveFeed(Protocol):
@@ -329,6 +366,25 @@ class LiveFeed(Protocol):
         self, tenant_id: uuid.UUID | None, event_types: Sequence[str], on_event: OnEvent
     ) -> Interest:
         """Domain events of these types, of one tenant or (None) of every tenant."""
+        ...
+
+    async def watch_feed(self, tenant_id: uuid.UUID, on_feed: OnFeed) -> Interest:
+        """Every domain event of the tenant once stored, with its position in the event log."""
+        ...
+
+
+class FeedLog(Protocol):
+    """The durable log of a tenant's domain events, for a socket catching up on its live feed."""
+
+    async def read_feed(
+        self, tenant_id: uuid.UUID, *, start: int, limit: int
+    ) -> tuple[list[tuple[int, DomainEvent]], bool]:
+        """The tenant's events with position >= ``start``, oldest first, at most ``limit``; and
+        whether more exist. Undecodable ones are skipped. ``Unavailable`` if it cannot be read."""
+        ...
+
+    async def first_feed_position(self) -> int:
+        """The oldest position the log still holds."""
         ...
 
 

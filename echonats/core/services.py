@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from echonats.core.access import ChannelAccess, TenantLimitsCache
 from echonats.core.changes import MessageChanges
 from echonats.core.channels import ChannelService
+from echonats.core.conversations import ConversationService
 from echonats.core.event_sink import EventSink, UtcClock
 from echonats.core.membership import MembershipService
 from echonats.core.messaging import MessagingService
@@ -19,6 +20,7 @@ class Services:
     channels: ChannelService
     messaging: MessagingService
     changes: MessageChanges
+    conversations: ConversationService
     access: ChannelAccess
     tenant_limits: TenantLimitsCache
 
@@ -42,6 +44,7 @@ class Services:
             channels=ChannelService(store, sink, clock, log, access),
             messaging=messaging,
             changes=MessageChanges(store, access, messaging.reader, clock),
+            conversations=ConversationService(store, sink, clock, access, messaging.reader),
             access=access,
             tenant_limits=tenant_limits,
         )

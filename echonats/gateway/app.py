@@ -12,6 +12,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from echonats import __version__
 from echonats.gateway.auth import AUTH_DEPENDENCIES
+from echonats.gateway.conversation_routes import CONVERSATION_CONTROLLERS
 from echonats.gateway.errors import EXCEPTION_HANDLERS
 from echonats.gateway.health import health, metrics, ready
 from echonats.gateway.media_type import require_json_body
@@ -29,7 +30,16 @@ def build_app(
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
 ) -> Litestar:
     return Litestar(
-        route_handlers=[health, ready, metrics, chat_socket, stomp_socket, *CONTROLLERS, MessageController],
+        route_handlers=[
+            health,
+            ready,
+            metrics,
+            chat_socket,
+            stomp_socket,
+            *CONTROLLERS,
+            MessageController,
+            *CONVERSATION_CONTROLLERS,
+        ],
         dependencies=AUTH_DEPENDENCIES,
         guards=[require_json_body],
         lifespan=list(lifespan),

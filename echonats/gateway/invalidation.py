@@ -45,7 +45,15 @@ def apply_event(
             access.forget_channel(channel.channel_id)
         case ev.ChannelMemberRemoved(payload=removed):
             access.forget_member(removed.channel_id, removed.user_id)
-        case ev.ChannelCreated() | ev.ChannelUpdated() | ev.ChannelMemberAdded() | ev.MemberJoined():
+        case (
+            ev.ChannelCreated()
+            | ev.ChannelUpdated()
+            | ev.ChannelMemberAdded()
+            | ev.MemberJoined()
+            | ev.DmOpened()
+            | ev.ReadStateChanged()
+            | ev.MessageMentioned()
+        ):
             pass  # grants nothing away: caches hold only what was checked, and may keep it
         case _:
             assert_never(event)
@@ -70,6 +78,9 @@ def revoke_live_access(hub: Hub, event: DomainEvent) -> None:
             | ev.MemberJoined()
             | ev.MemberRoleChanged()
             | ev.TenantLimitsUpdated()
+            | ev.DmOpened()
+            | ev.ReadStateChanged()
+            | ev.MessageMentioned()
         ):
             pass  # no live delivery is lost (a role change moves no channel access)
         case _:

@@ -85,6 +85,19 @@ class Unreact(ClientFrame, tag="unreact"):
     nonce: Nonce | None = None
 
 
+class Read(ClientFrame, tag="read"):
+    """Mark read up to ``messageId`` (forward only): every socket of the user gets ``read_state``."""
+
+    channel_id: ChannelId
+    message_id: MessageId
+
+
+class Feed(ClientFrame, tag="feed"):
+    """Catch up on the live feed: every feed frame after ``since`` (the last ``feedId`` seen)."""
+
+    since: Annotated[int, msgspec.Meta(ge=0)]
+
+
 class Typing(ClientFrame, tag="typing"):
     channel_id: ChannelId
 
@@ -99,7 +112,9 @@ class Reauth(ClientFrame, tag="reauth"):
     token: Token
 
 
-AnyClientFrame = Subscribe | Unsubscribe | Send | Edit | Delete | React | Unreact | Typing | Ping | Reauth
+AnyClientFrame = (
+    Subscribe | Unsubscribe | Send | Edit | Delete | React | Unreact | Read | Feed | Typing | Ping | Reauth
+)
 client_frame_decoder = msgspec.json.Decoder(AnyClientFrame)
 
 

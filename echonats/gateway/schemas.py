@@ -14,16 +14,19 @@ import msgspec
 
 from echonats.gateway.protocol import Body, MessageId, Nonce
 from echonats.model import (
+    MAX_DM_MEMBERS,
     MAX_TENANT_LIMIT,
     MAX_USER_ID_CHARS,
     MAX_WIRE_TEXT_CHARS,
     Channel,
     ChannelMember,
+    Conversation,
     HistoryPage,
     Member,
     Message,
     Role,
     Tenant,
+    Unread,
 )
 
 Text = Annotated[str, msgspec.Meta(max_length=MAX_WIRE_TEXT_CHARS)]  # each field's own limit after trimming
@@ -79,6 +82,17 @@ class SendMessage(RequestBody):
     nonce: Nonce | None = None
     thread_id: MessageId | None = None  # a reply in the thread of this root message
     also_to_channel: bool = False  # a reply shown in the channel's history too
+
+
+class OpenDm(RequestBody):
+    user_ids: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_USER_ID_CHARS)]],
+        msgspec.Meta(max_length=MAX_DM_MEMBERS),
+    ]
+
+
+class MarkRead(RequestBody):
+    message_id: MessageId
 
 
 class EditMessage(RequestBody):
@@ -257,3 +271,58 @@ class PresenceOut(ResponseBody):
 
 class PresenceList(ResponseBody):
     items: list[PresenceOut]
+
+
+class DmOut(ResponseBody):
+    id: uuid.UUID
+    member_ids: list[str]
+    created_at: datetime
+    last_message: MessageOut | None
+
+    @classmethod
+    def of(cls, dm: Conversation) -> DmOut:
+        last = MessageOut.of(dm.last_message) if dm.last_message is not None else None
+        return cls(
+            id=dm.channel.id,
+            member_ids=list(dm.member_ids),
+            created_at=dm.channel.created_at,
+            last_message=last,
+        )
+
+
+class DmList(ResponseBody):
+    items: list[DmOut]
+
+
+class ReadStateOut(ResponseBody):
+    channel_id: uuid.UUID
+    last_read_id: int
+
+
+class UnreadOut(ResponseBody):
+    channel_id: uuid.UUID
+    kind: str  # "channel" or "dm"
+    last_read_id: int
+    unread: int  # exact below 1000; 1000 with capped: "1000+"
+    mentions: int
+    capped: bool
+
+    @classmethod
+    def of(cls, unread: Unread) -> UnreadOut:
+        return cls(
+            channel_id=unread.channel_id,
+            kind=unread.kind.value,
+            last_read_id=unread.last_read_id,
+            unread=unread.unread,
+            mentions=unread.mentions,
+            capped=unread.capped,
+        )
+
+
+class UnreadList(ResponseBody):
+    items: list[UnreadOut]
+
+
+class MentionPage(ResponseBody):
+    items: list[MessageOut]  # newest first
+    next_cursor: int | None

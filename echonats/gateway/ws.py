@@ -36,6 +36,7 @@ from echonats.gateway import protocol as p
 from echonats.gateway.auth import authenticate, bearer_token, unexpired
 from echonats.gateway.connection import Connection, WriteCoalescer
 from echonats.gateway.fanout import Hub
+from echonats.gateway.feed import FeedRouter
 from echonats.gateway.limits import HandshakeGuard, SocketCounter
 from echonats.gateway.presence import PresenceTracker
 from echonats.gateway.sending import SendPipeline
@@ -61,6 +62,7 @@ class Realtime:
 
     services: Services
     hub: Hub
+    feed_router: FeedRouter  # the per-user live feed of JSON sockets
     feed: LiveFeed  # for what is not fanned out by the hub (STOMP's event destinations)
     typing_publisher: TypingPublisher
     presence: PresenceTracker
@@ -161,6 +163,7 @@ async def _serve(
     )
     # Register before completing the handshake: once a client is connected, it is reachable.
     await realtime.hub.attach(conn)
+    await realtime.feed_router.attach(conn)
     context = {"connection_id": conn.id, "tenant": str(conn.tenant_id), "user": conn.user_id}
     try:
         await socket.accept()
@@ -173,6 +176,7 @@ async def _serve(
     finally:
         log.info("websocket disconnected", extra=context)
         await sends.close()
+        await realtime.feed_router.detach(conn)
         await realtime.hub.detach(conn)
         await realtime.presence.disconnected(conn)
         await conn.stop()
@@ -227,6 +231,13 @@ async def _handle(conn: Connection, realtime: Realtime, sends: SendPipeline, tex
             case p.Unsubscribe():
                 await realtime.hub.unsubscribe(conn, frame.channel_id)
                 conn.send_unsubscribed(frame.channel_id)
+            case p.Read():
+                ref = str(frame.channel_id)  # answered by the read_state frame every socket of the user gets
+                await realtime.services.conversations.mark_read(
+                    conn.caller, frame.channel_id, frame.message_id
+                )
+            case p.Feed():
+                await realtime.feed_router.resume(conn, frame.since)
             case p.Typing():
                 ref = str(frame.channel_id)
                 await _typing(conn, realtime, frame.channel_id)

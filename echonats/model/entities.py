@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,6 +40,11 @@ class PresenceChange:
     tenant_id: uuid.UUID
     user_id: str
     status: PresenceStatus
+
+
+class ChannelKind(enum.StrEnum):
+    CHANNEL = "channel"
+    DM = "dm"  # a direct message: private, its member set fixed at creation
 
 
 class Role(enum.StrEnum):
@@ -105,6 +111,11 @@ class Channel:
     is_private: bool
     created_by: str | None
     created_at: datetime
+    kind: ChannelKind = ChannelKind.CHANNEL
+
+    @property
+    def is_dm(self) -> bool:
+        return self.kind is ChannelKind.DM
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +153,10 @@ class NewMessage:
     created_at: datetime
     thread_id: int | None = None  # a reply: the root message's id (same channel)
     also_to_channel: bool = False  # a reply listed in the channel's history too (Slack's broadcast)
+    # Who it notifies: the members named as <@userId> (the worker keeps those in the channel), and
+    # with @here/@channel, where the sender may use them, every member of the channel.
+    mentions: tuple[str, ...] = ()
+    mentions_channel: bool = False
 
     @property
     def dedupe_key(self) -> str | None:
@@ -160,6 +175,8 @@ class NewMessage:
             created_at=self.created_at,
             thread_id=self.thread_id,
             also_to_channel=self.also_to_channel,
+            mentions=self.mentions,
+            mentions_channel=self.mentions_channel,
         )
 
 
@@ -187,6 +204,8 @@ class Message:
     created_at: datetime
     thread_id: int | None = None
     also_to_channel: bool = False
+    mentions: tuple[str, ...] = ()
+    mentions_channel: bool = False
     edited_at: datetime | None = None
     deleted: bool = False  # a tombstone: the body is empty, reactions and pin went with it
     reply_count: int = 0  # a thread root: its replies that are not deleted
@@ -209,3 +228,39 @@ class HistoryPage:
     items: list[Message]  # newest first
     next_cursor: int | None
     has_more: bool
+
+
+MAX_DM_MEMBERS = 9  # a group DM holds at most 9 people, the caller included (as Slack)
+MAX_UNREAD_COUNT = 1000  # unread and mention counts are exact up to here, then reported as capped
+
+
+def dm_key(user_ids: Iterable[str]) -> str:
+    """What makes two DMs "the same conversation": exactly the same set of members. Each id is
+    length-prefixed so no two different sets hash alike; the order does not matter."""
+    identity = "".join(f"{len(u)}:{u}" for u in sorted(set(user_ids)))
+    return hashlib.sha256(identity.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A DM as its members see it: the channel, who is in it, and its latest message."""
+
+    channel: Channel
+    member_ids: tuple[str, ...]
+    last_message: Message | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """One channel's (or DM's) read state for one member: counts of messages after ``last_read_id``
+    by others (not deleted, listed in the channel) and of those that mention the member."""
+
+    channel_id: uuid.UUID
+    kind: ChannelKind
+    last_read_id: int
+    unread: int
+    mentions: int
+
+    @property
+    def capped(self) -> bool:
+        return self.unread >= MAX_UNREAD_COUNT or self.mentions >= MAX_UNREAD_COUNT

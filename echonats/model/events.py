@@ -30,6 +30,9 @@ MEMBER_JOINED = "member.joined"  # EchoPulse: user.join-server
 MEMBER_LEFT = "member.left"  # EchoPulse: user.leave-server
 MEMBER_ROLE_CHANGED = "member.role_changed"
 TENANT_LIMITS_UPDATED = "tenant.limits_updated"
+DM_OPENED = "dm.opened"
+READ_STATE_CHANGED = "read_state.changed"
+MESSAGE_MENTIONED = "message.mentioned"
 
 
 # -- what the events carry ("data" on the wire) ----------------------------------------------------
@@ -65,10 +68,11 @@ class MemberData(_Data, frozen=True):
         return cls(user_id=member.user_id, display_name=member.display_name, role=member.role.value)
 
 
-class ChannelMemberAddedData(_Data, frozen=True):
+class ChannelMemberAddedData(_Data, frozen=True, omit_defaults=True):
     channel_id: uuid.UUID
     user_id: str
     added_by: str
+    channel: ChannelData | None = None  # what the added member may now see (absent in older events)
 
 
 class ChannelMemberRemovedData(_Data, frozen=True):
@@ -81,6 +85,24 @@ class MemberLeftData(_Data, frozen=True):
     user_id: str
     display_name: str
     reason: str  # "left" or "removed"
+
+
+class DmData(_Data, frozen=True):
+    channel: ChannelData
+    member_ids: tuple[str, ...]
+
+
+class ReadStateData(_Data, frozen=True):
+    user_id: str
+    channel_id: uuid.UUID
+    last_read_id: int
+
+
+class MentionData(_Data, frozen=True):
+    user_id: str  # who is mentioned
+    channel_id: uuid.UUID
+    message_id: int
+    sender_id: str
 
 
 class TenantLimitsData(_Data, frozen=True):
@@ -156,6 +178,23 @@ class TenantLimitsUpdated(Event, tag=TENANT_LIMITS_UPDATED, frozen=True):
     payload: TenantLimitsData = msgspec.field(name="data")
 
 
+class DmOpened(Event, tag=DM_OPENED, frozen=True):
+    TYPE = DM_OPENED
+    payload: DmData = msgspec.field(name="data")
+
+
+class ReadStateChanged(Event, tag=READ_STATE_CHANGED, frozen=True):
+    TYPE = READ_STATE_CHANGED
+    payload: ReadStateData = msgspec.field(name="data")
+
+
+class MessageMentioned(Event, tag=MESSAGE_MENTIONED, frozen=True):
+    """Written by the persist worker with the mention rows; ``actor_id`` is the sender."""
+
+    TYPE = MESSAGE_MENTIONED
+    payload: MentionData = msgspec.field(name="data")
+
+
 DomainEvent = (
     ChannelCreated
     | ChannelUpdated
@@ -166,6 +205,9 @@ DomainEvent = (
     | MemberLeft
     | MemberRoleChanged
     | TenantLimitsUpdated
+    | DmOpened
+    | ReadStateChanged
+    | MessageMentioned
 )
 
 

@@ -118,3 +118,15 @@ def emoji(value: str) -> str:
     raise ValidationFailed(
         "emoji must be one Unicode emoji or a :shortcode: (a-z, 0-9, _ + -)", details={"field": "emoji"}
     )
+
+
+_USER_MENTION = re.compile(rf"<@([^<>\s]{{1,{MAX_USER_ID_CHARS}}})>")
+_CHANNEL_MENTION = re.compile(r"(?<![\w@])@(?:here|channel)\b")
+MAX_MENTIONS = 50  # distinct users one message may notify by name
+
+
+def mentions(body: str) -> tuple[tuple[str, ...], bool]:
+    """Who a body mentions: the user ids written as ``<@userId>`` (first 50 distinct, in order),
+    and whether it says ``@here`` or ``@channel``. Rendering them is the clients' business."""
+    named = tuple(dict.fromkeys(_USER_MENTION.findall(body)))[:MAX_MENTIONS]
+    return named, _CHANNEL_MENTION.search(body) is not None

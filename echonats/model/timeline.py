@@ -29,6 +29,8 @@ class MessageEdited:
     at: datetime
     body: str
     nonce: str | None = None
+    mentions: tuple[str, ...] = ()  # as for a send: the edited body's mentions replace the old ones
+    mentions_channel: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 
 from echonats import metrics
 from echonats.core.pipeline_ports import MessageStream, PersistSink, StoredMessageDelivery
-from echonats.model import Entry, Message
-from echonats.model.errors import StorageRejected, TargetMissing, Unavailable
+from echonats.core.ports import EventPublisher
+from echonats.model import DomainEvent, Entry, Message
+from echonats.model.errors import EchonatsError, StorageRejected, TargetMissing, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,15 @@ class PersistWorker:
         stream: MessageStream,
         sink: PersistSink,
         *,
+        publisher: EventPublisher | None = None,
         batch_size: int = 500,
         fetch_timeout_s: float = 1.0,
     ) -> None:
         self._stream = stream
         self._sink = sink
+        # Publishes what the sink committed with a batch (mention events) once it is acked; what it
+        # cannot publish stays in the outbox for the relay.
+        self._publisher = publisher
         self._batch_size = batch_size
         self._fetch_timeout_s = fetch_timeout_s
 
@@ -118,13 +123,22 @@ class PersistWorker:
             return True
         try:
             try:
-                await self._sink.write([d.entry for d in decoded])
+                events = await self._sink.write([d.entry for d in decoded])
             except StorageRejected:
                 return await self._store_one_by_one(decoded)
         except Unavailable as exc:
             return await self._retry_later(decoded, exc)
         await self._settle(decoded)
+        await self._publish(events)
         return True
+
+    async def _publish(self, events: Sequence[DomainEvent]) -> None:
+        if not events or self._publisher is None:
+            return
+        try:
+            await self._publisher.publish(events)
+        except EchonatsError as exc:
+            log.warning("%d events left to the outbox relay: %s", len(events), exc.message)
 
     async def _retry_later(self, decoded: list[_Decoded], exc: Unavailable) -> bool:
         """The store is unavailable: retry the batch later with a growing delay. An outage is not the
@@ -140,7 +154,7 @@ class PersistWorker:
         stored: list[_Decoded] = []
         for item in decoded:
             try:
-                await self._sink.write([item.entry])
+                await self._publish(await self._sink.write([item.entry]))
                 stored.append(item)
             except TargetMissing as exc:
                 if item.delivery.attempts >= TARGET_MISSING_ATTEMPTS:

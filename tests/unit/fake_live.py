@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from echonats.core.ports import (
     OnEntry,
+    OnFeed,
     OnEvent,
     OnPresence,
     OnTyping,
@@ -47,6 +48,9 @@ class FakeLiveFeed:
         self, tenant_id: uuid.UUID | None, event_types: Sequence[str], on_event: OnEvent
     ) -> FakeInterest:
         return self._watch(("events", tenant_id), tuple(event_types), on_event)
+
+    async def watch_feed(self, tenant_id: uuid.UUID, on_feed: OnFeed) -> FakeInterest:
+        return self._watch(("feed", tenant_id), on_feed)
 
     def _watch(self, key: object, *callbacks: object) -> FakeInterest:
         self.watching[key] = callbacks

@@ -312,6 +312,13 @@ async def test_join_a_public_channel_is_idempotent(h: Harness) -> None:
         "channelId": str(general.id),
         "userId": "ann",
         "addedBy": "ann",
+        "channel": {  # what the joined member's live feed shows (D48)
+            "channelId": str(general.id),
+            "name": "general",
+            "topic": "",
+            "isPrivate": False,
+            "createdBy": owner.user_id,
+        },
     }
 
 

@@ -27,7 +27,7 @@ from echonats.adapters.nats.records import (
     presence_decoder,
     typing_decoder,
 )
-from echonats.core.ports import OnEntry, OnEvent, OnPresence, OnTyping, TypingNotice
+from echonats.core.ports import OnEntry, OnEvent, OnFeed, OnPresence, OnTyping, TypingNotice
 from echonats.model import PresenceChange
 from echonats.model.events import decode_event
 
@@ -107,6 +107,19 @@ class NatsLiveFeed:
             on_event(decoded)
 
         return await self._watch(*((subjects.event_subjects(tenant_id, t), event) for t in event_types))
+
+    async def watch_feed(self, tenant_id: uuid.UUID, on_feed: OnFeed) -> NatsInterest:
+        async def feed(msg: Msg) -> None:
+            try:
+                position = int((msg.headers or {})["Nats-Sequence"])
+                decoded = decode_event(msg.data)
+            except _UNDECODABLE as exc:
+                log.debug("ignored an undecodable feed event on %s: %s", msg.subject, exc)
+                return
+            if decoded.tenant_id == tenant_id:  # the subject says so too; the payload must agree
+                on_feed(decoded, position)
+
+        return await self._watch((subjects.feed_subjects(tenant_id), feed))
 
     async def _watch(self, *wanted: tuple[str, _Callback]) -> NatsInterest:
         subscriptions: list[Subscription] = []

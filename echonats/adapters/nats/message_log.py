@@ -4,7 +4,6 @@ persisted yet (direct gets, batched)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 
@@ -15,6 +14,7 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
 from echonats.adapters.nats import subjects
+from echonats.adapters.nats.direct import direct_batch
 from echonats.adapters.nats.errors import NATS_ERRORS, unavailable
 from echonats.adapters.nats.records import (
     CHANGE_HEADER,
@@ -176,35 +176,11 @@ class JetStreamMessageLog:
         return int(info.state.first_seq)
 
     async def _direct_batch(self, subject: str, start: int, count: int) -> tuple[list[Entry], bool]:
-        """One batched direct get (nats-server >= 2.11): entries of ``subject`` from ``start`` on."""
-        inbox = self._nc.new_inbox()
-        out: list[Entry] = []
-        more = False
-        # The subscription and its removal are NATS calls too: a closed connection must come out as
-        # Unavailable here, like a failed read, since callers (the hub's gap repair) catch only that.
-        with unavailable("JetStream"):
-            sub = await self._nc.subscribe(inbox, max_msgs=count + 1)
-            try:
-                request = {"seq": start, "next_by_subj": subject, "batch": count}
-                await self._nc.publish(
-                    subjects.direct_get_subject(subjects.MESSAGES_STREAM),
-                    json.dumps(request).encode(),
-                    reply=inbox,
-                )
-                while True:
-                    reply = await sub.next_msg(timeout=PUBLISH_TIMEOUT_S)
-                    headers = reply.headers or {}
-                    status = headers.get("Status")
-                    if status is not None:  # 204 end of batch, 404 nothing (more) to read
-                        break
-                    sequence = int(headers["Nats-Sequence"])
-                    out.append(decode_entry(reply.data, headers, sequence))
-                    more = int(headers.get("Nats-Num-Pending", "0")) > 0
-            except (msgspec.DecodeError, msgspec.ValidationError, KeyError, ValueError) as exc:
-                raise Unavailable(f"JetStream: undecodable message in {subject}: {exc}") from exc
-            finally:
-                await sub.unsubscribe()
-        return out, more
+        stored, more = await direct_batch(self._nc, subjects.MESSAGES_STREAM, subject, start, count)
+        try:
+            return [decode_entry(s.data, s.headers, s.sequence) for s in stored], more
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise Unavailable(f"JetStream: undecodable entry in {subject}: {exc}") from exc
 
     async def forget_channel(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None:
         try:

@@ -38,6 +38,8 @@ class MessageRecord(msgspec.Struct, rename="camel", omit_defaults=True):
     nonce: str | None = None
     thread_id: int | None = None
     also_to_channel: bool = False
+    mentions: tuple[str, ...] = ()
+    mentions_channel: bool = False
 
     @classmethod
     def of(cls, message: NewMessage) -> MessageRecord:
@@ -51,6 +53,8 @@ class MessageRecord(msgspec.Struct, rename="camel", omit_defaults=True):
             nonce=message.nonce,
             thread_id=message.thread_id,
             also_to_channel=message.also_to_channel,
+            mentions=message.mentions,
+            mentions_channel=message.mentions_channel,
         )
 
     def to_message(self, message_id: int, *, display_name_fallback: bool = True) -> Message:
@@ -67,6 +71,8 @@ class MessageRecord(msgspec.Struct, rename="camel", omit_defaults=True):
             created_at=self.created_at,
             thread_id=self.thread_id,
             also_to_channel=self.also_to_channel,
+            mentions=self.mentions,
+            mentions_channel=self.mentions_channel,
         )
 
 
@@ -83,6 +89,8 @@ class ChangeRecord(msgspec.Struct, tag_field="type", rename="camel", omit_defaul
 
 class EditedRecord(ChangeRecord, tag="edited"):
     body: str
+    mentions: tuple[str, ...] = ()
+    mentions_channel: bool = False
 
 
 class DeletedRecord(ChangeRecord, tag="deleted"):
@@ -155,7 +163,9 @@ def to_change(record: AnyChangeRecord, change_id: int) -> Change:
     )
     match record:
         case EditedRecord():
-            return MessageEdited(change_id, t, c, m, a, at, record.body, n)
+            return MessageEdited(
+                change_id, t, c, m, a, at, record.body, n, record.mentions, record.mentions_channel
+            )
         case DeletedRecord():
             return MessageDeleted(change_id, t, c, m, a, at, record.thread_id, n)
         case ReactionRecord():

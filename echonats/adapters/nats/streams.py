@@ -57,6 +57,10 @@ def events_stream_config(replicas: int) -> js_api.StreamConfig:
         duplicate_window=DUPLICATE_WINDOW.total_seconds(),
         num_replicas=replicas,
         allow_direct=True,
+        # Gateways follow a tenant's events with their stream sequence (the live feed's ids).
+        republish=js_api.RePublish(
+            src=subjects.EVENT_SUBJECTS, dest=f"{subjects.ROOT}.{{{{wildcard(1)}}}}.feed.>"
+        ),
     )
 
 

@@ -60,3 +60,13 @@ def event_subjects(tenant_id: uuid.UUID | None, event_type: str) -> str:
 def direct_get_subject(stream: str) -> str:
     """JetStream's batched direct-get API of a stream (nats-server >= 2.11)."""
     return f"$JS.API.DIRECT.GET.{stream}"
+
+
+def feed_subjects(tenant_id: uuid.UUID) -> str:
+    """A tenant's domain events as the events stream republishes them, with their sequence."""
+    return f"{ROOT}.{tenant_id}.feed.>"
+
+
+def tenant_event_subjects(tenant_id: uuid.UUID) -> str:
+    """A tenant's domain events as stored (a filter for reading the stream)."""
+    return f"{ROOT}.{tenant_id}.events.>"

@@ -125,9 +125,12 @@ class MessageHistory:
 async def delete_channel_messages(conn: Conn, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None:
     # No foreign keys (see docs/decisions.md D5): a channel's rows go explicitly.
     await conn.execute("DELETE FROM messages WHERE tenant_id = $1 AND channel_id = $2", tenant_id, channel_id)
-    await conn.execute(
-        "DELETE FROM message_reactions WHERE tenant_id = $1 AND channel_id = $2", tenant_id, channel_id
-    )
+    for table in ("message_reactions", "message_mentions"):
+        await conn.execute(
+            f"DELETE FROM {table} WHERE tenant_id = $1 AND channel_id = $2",  # noqa: S608 (constant names)
+            tenant_id,
+            channel_id,
+        )
 
 
 async def next_message_id(pool: asyncpg.Pool[asyncpg.Record]) -> int:

@@ -15,9 +15,24 @@ from typing import assert_never
 
 import asyncpg
 
+from echonats.adapters.postgres.connection import Conn
 from echonats.adapters.postgres.errors import pipeline_error, translated
-from echonats.model import Change, Entry, Message, MessageDeleted, MessageEdited, PinChanged, ReactionChanged
+from echonats.adapters.postgres.outbox import OutboxWriter
+from echonats.model import (
+    Change,
+    DomainEvent,
+    Entry,
+    Message,
+    MessageDeleted,
+    MessageEdited,
+    PinChanged,
+    ReactionChanged,
+)
+from echonats.model import events as ev
 from echonats.model.errors import TargetMissing
+
+_Conn = Conn  # a pooled connection (asyncpg's classes are not subscriptable at run time)
+MENTION_IDS = uuid.UUID("6f1c2a52-7d0e-4a53-9a1e-0c5d6f3b8e21")  # namespace of mention event ids
 
 _INSERT = """
 INSERT INTO messages (id, tenant_id, channel_id, sender_id, sender_display_name, body, nonce, created_at,
@@ -32,6 +47,17 @@ JOIN channels c ON c.id = r.channel_id AND c.tenant_id = r.tenant_id  -- drop me
 ON CONFLICT (id) DO NOTHING
 RETURNING id, thread_id, created_at
 """
+# The members a message notifies: those named that are in the channel, or all of them but the
+# sender for @here/@channel. Returns who was notified anew (a replayed message notifies nobody).
+_MENTION = """
+INSERT INTO message_mentions (user_id, channel_id, message_id, tenant_id, sender_id)
+SELECT cm.user_id, cm.channel_id, $1, cm.tenant_id, $3
+FROM channel_members cm
+WHERE cm.channel_id = $2 AND cm.user_id <> $3 AND ($5 OR cm.user_id = ANY($4::text[]))
+ON CONFLICT DO NOTHING
+RETURNING user_id
+"""
+_UNMENTION = "DELETE FROM message_mentions WHERE message_id = $1"
 # Replies newly inserted above: their roots count them (a statement of its own, so a root inserted
 # by the same batch is seen). Returns the roots found, to tell a missing one.
 _COUNT_REPLIES = """
@@ -90,9 +116,10 @@ class PostgresPersistSink:
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
         self._pool = pool
 
-    async def write(self, entries: Sequence[Entry]) -> None:
+    async def write(self, entries: Sequence[Entry]) -> Sequence[DomainEvent]:
         if not entries:
-            return
+            return []
+        events: list[DomainEvent] = []
         with translated(pipeline_error):
             async with self._pool.acquire() as conn, conn.transaction():
                 run: list[Message] = []
@@ -100,16 +127,24 @@ class PostgresPersistSink:
                     if isinstance(entry, Message):
                         run.append(entry)
                         continue
-                    await _insert(conn, run)
+                    await _insert(conn, run, events)
                     run = []
-                    await _apply(conn, entry)
-                await _insert(conn, run)
+                    await _apply(conn, entry, events)
+                await _insert(conn, run, events)
+                outbox = OutboxWriter(conn)
+                for event in events:
+                    await outbox.add(event)
+        return events
 
 
-async def _insert(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], messages: list[Message]) -> None:
+async def _insert(conn: _Conn, messages: list[Message], events: list[DomainEvent]) -> None:
     if not messages:
         return
     inserted = await conn.fetch(_INSERT, *zip(*(_row(m) for m in messages), strict=True))
+    stored = {r["id"] for r in inserted}
+    for m in messages:
+        if m.id in stored and (m.mentions or m.mentions_channel):
+            events += await _mention(conn, m, m.id, m.sender_id, m.mentions, m.mentions_channel)
     replies = [(r["thread_id"], r["created_at"]) for r in inserted if r["thread_id"] is not None]
     if not replies:
         return
@@ -119,14 +154,26 @@ async def _insert(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], messag
         raise TargetMissing(f"thread root(s) not stored yet: {sorted(missing)[:5]}")
 
 
-async def _apply(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], change: Change) -> None:
+async def _apply(conn: _Conn, change: Change, events: list[DomainEvent]) -> None:
     match change:
         case MessageEdited():
             status = await conn.execute(_EDIT, change.message_id, change.body, change.at, change.id)
+            if not status.endswith(" 0"):  # the edit applied: its mentions replace the old ones
+                await conn.execute(_UNMENTION, change.message_id)
+                if change.mentions or change.mentions_channel:
+                    events += await _mention(
+                        conn,
+                        change,
+                        change.message_id,
+                        change.actor_id,
+                        change.mentions,
+                        change.mentions_channel,
+                    )
         case MessageDeleted():
             thread = await conn.fetch(_DELETE, change.message_id, change.at, change.actor_id)
             if thread:
                 await conn.execute(_DROP_REACTIONS, change.message_id)
+                await conn.execute(_UNMENTION, change.message_id)
                 if thread[0]["thread_id"] is not None:
                     await conn.execute(_UNCOUNT_REPLY, thread[0]["thread_id"])
             status = f"UPDATE {len(thread)}"
@@ -155,3 +202,30 @@ async def _apply(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], change:
         and await conn.fetchval(_CHANNEL_EXISTS, change.channel_id, change.tenant_id)
     ):
         raise TargetMissing(f"message {change.message_id} of change {change.id} is not stored yet")
+
+
+async def _mention(
+    conn: _Conn,
+    entry: Message | MessageEdited,
+    message_id: int,
+    sender_id: str,
+    named: tuple[str, ...],
+    everyone: bool,
+) -> list[DomainEvent]:
+    """Mention rows for the members notified anew, and an event for each (their live feed)."""
+    rows = await conn.fetch(_MENTION, message_id, entry.channel_id, sender_id, list(named), everyone)
+    at = entry.created_at if isinstance(entry, Message) else entry.at
+    return [
+        ev.MessageMentioned(
+            tenant_id=entry.tenant_id,
+            occurred_at=at,
+            actor_id=sender_id,
+            payload=ev.MentionData(
+                user_id=r["user_id"], channel_id=entry.channel_id, message_id=message_id, sender_id=sender_id
+            ),
+            # Deterministic: a batch written again (the worker crashed before its ack) publishes
+            # the same events, which the event stream drops as duplicates.
+            id=uuid.uuid5(MENTION_IDS, f"{message_id}:{entry.id}:{r['user_id']}"),
+        )
+        for r in rows
+    ]

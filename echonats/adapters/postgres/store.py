@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from echonats.adapters.postgres.connection import Conn
+from echonats.adapters.postgres.conversations import Conversations
 from echonats.adapters.postgres.errors import translated
 from echonats.adapters.postgres.messages import MessageHistory, delete_channel_messages
 from echonats.adapters.postgres.outbox import OutboxWriter
 from echonats.core.ports import MembershipState, TenantLimits
-from echonats.model import Channel, ChannelMember, Member, Role, Tenant, User
+from echonats.model import Channel, ChannelKind, ChannelMember, Member, Role, Tenant, User
 from echonats.model.errors import Conflict
 
 Row = asyncpg.Record
@@ -45,6 +46,7 @@ def _channel(row: Row) -> Channel:
         row["is_private"],
         row["created_by"],
         row["created_at"],
+        ChannelKind(row["kind"]),
     )
 
 
@@ -201,7 +203,7 @@ class _Channels:
         try:
             await self._c.execute(
                 "INSERT INTO channels (id, tenant_id, name, topic, is_private, created_by, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)",  # a channel; DMs are opened by Conversations
                 channel.id,
                 channel.tenant_id,
                 channel.name,
@@ -214,7 +216,8 @@ class _Channels:
             raise Conflict(f"a channel named {channel.name!r} already exists") from exc
 
     async def count(self, tenant_id: uuid.UUID) -> int:
-        return int(await self._c.fetchval("SELECT count(*) FROM channels WHERE tenant_id = $1", tenant_id))
+        query = "SELECT count(*) FROM channels WHERE tenant_id = $1 AND kind = 'channel'"  # DMs do not count
+        return int(await self._c.fetchval(query, tenant_id))
 
     async def get(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> Channel | None:
         row = await self._c.fetchrow(
@@ -224,7 +227,8 @@ class _Channels:
 
     async def list_visible(self, tenant_id: uuid.UUID, user_id: str) -> list[Channel]:
         rows = await self._c.fetch(
-            "SELECT c.* FROM channels c WHERE c.tenant_id = $1 AND (NOT c.is_private OR EXISTS ("
+            "SELECT c.* FROM channels c WHERE c.tenant_id = $1 AND c.kind = 'channel' "
+            "AND (NOT c.is_private OR EXISTS ("
             "SELECT 1 FROM channel_members cm WHERE cm.channel_id = c.id AND cm.user_id = $2)) "
             "ORDER BY lower(c.name)",
             tenant_id,
@@ -300,6 +304,7 @@ class PgTransaction:
         self.members = _Members(conn)
         self.channels = _Channels(conn)
         self.messages = MessageHistory(conn)
+        self.conversations = Conversations(conn)
         self.outbox = OutboxWriter(conn)
 
 
