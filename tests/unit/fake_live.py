@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from echonats.core.ports import (
     OnEntry,
-    OnFeed,
     OnEvent,
+    OnFeed,
     OnPresence,
     OnTyping,
 )
