@@ -15,7 +15,7 @@ from echonats.adapters.nats.persist_stream import JetStreamPersistStream
 from echonats.adapters.postgres.outbox import PostgresOutbox
 from echonats.adapters.postgres.persist_sink import PostgresPersistSink
 from echonats.adapters.redis.realtime import RedisPresenceStore
-from echonats.bootstrap.resources import open_resources, prepare_streams
+from echonats.bootstrap.resources import Resources, open_resources, prepare_streams
 from echonats.core.event_sink import PublishThenForget
 from echonats.settings import Settings
 from echonats.workers.outbox import OutboxRelay
@@ -23,6 +23,17 @@ from echonats.workers.persist import PersistWorker
 from echonats.workers.presence import PresenceSweeper
 
 log = logging.getLogger(__name__)
+
+
+def persist_worker(resources: Resources, *, fetch_timeout_s: float = 1.0) -> PersistWorker:
+    """The persist pipeline: the messages stream into PostgreSQL, then the events committed with
+    a batch (mentions) published (what cannot be is left in the outbox for the relay)."""
+    return PersistWorker(
+        JetStreamPersistStream(resources.nats),
+        PostgresPersistSink(resources.pg),
+        publisher=PublishThenForget(JetStreamEventPublisher(resources.nats), PostgresOutbox(resources.pg)),
+        fetch_timeout_s=fetch_timeout_s,
+    )
 
 
 async def _run(settings: Settings) -> None:
@@ -34,14 +45,8 @@ async def _run(settings: Settings) -> None:
         await prepare_streams(settings, resources)
         if settings.worker.metrics_port:
             start_http_server(settings.worker.metrics_port, addr=settings.gateway.host)
-        events = JetStreamEventPublisher(resources.nats)
-        outbox = PostgresOutbox(resources.pg)
-        persist = PersistWorker(
-            JetStreamPersistStream(resources.nats),
-            PostgresPersistSink(resources.pg),
-            publisher=PublishThenForget(events, outbox),
-        )
-        relay = OutboxRelay(outbox, events)
+        persist = persist_worker(resources)
+        relay = OutboxRelay(PostgresOutbox(resources.pg), JetStreamEventPublisher(resources.nats))
         tasks = [
             asyncio.create_task(persist.run(stop), name="persist"),
             asyncio.create_task(relay.run(stop), name="outbox-relay"),

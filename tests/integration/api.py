@@ -13,12 +13,10 @@ import httpx
 from litestar.testing import AsyncTestClient
 
 from echonats.adapters.dev_tokens import mint_dev_token
-from echonats.adapters.nats.persist_stream import JetStreamPersistStream
-from echonats.adapters.postgres.persist_sink import PostgresPersistSink
 from echonats.bootstrap.gateway import create_gateway_app
 from echonats.bootstrap.resources import open_resources
+from echonats.bootstrap.worker import persist_worker
 from echonats.settings import Settings
-from echonats.workers.persist import PersistWorker
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -98,9 +96,7 @@ async def running_persist_worker(settings: Settings) -> AsyncIterator[None]:
     """A persist worker on its own connections, like a separate process, until the block ends."""
     stop = asyncio.Event()
     async with open_resources(settings, name="test-persist-worker") as resources:
-        worker = PersistWorker(
-            JetStreamPersistStream(resources.nats), PostgresPersistSink(resources.pg), fetch_timeout_s=0.2
-        )
+        worker = persist_worker(resources, fetch_timeout_s=0.2)
         task = asyncio.create_task(worker.run(stop))
         try:
             yield

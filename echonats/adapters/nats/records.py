@@ -121,7 +121,15 @@ def change_record(change: Change) -> AnyChangeRecord:
     match change:
         case MessageEdited():
             return EditedRecord(
-                tenant_id=t, channel_id=c, message_id=m, actor_id=a, at=at, nonce=n, body=change.body
+                tenant_id=t,
+                channel_id=c,
+                message_id=m,
+                actor_id=a,
+                at=at,
+                nonce=n,
+                body=change.body,
+                mentions=change.mentions,
+                mentions_channel=change.mentions_channel,
             )
         case MessageDeleted():
             return DeletedRecord(
