@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit integration install clean bench
+.PHONY: run test lint typecheck unit integration install clean bench bench-unreads
 
 install: $(STAMP)
 
@@ -48,6 +48,9 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 # Latency/throughput against the seed targets and nats-server's own WebSocket listener (bench/README.md).
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench --preset $(PRESET)
+
+bench-unreads: $(BENCH_STAMP)
+	$(BIN)/python -m bench.unreads
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
