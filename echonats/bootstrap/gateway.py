@@ -50,7 +50,9 @@ async def realtime_for(
     )
     tracker = PresenceTracker(presence_store, announcer, heartbeat_s=rt.presence_heartbeat_s)
     tracker.start()
-    feed_router = FeedRouter(feed, JetStreamFeedLog(resources.nats), replay_limit=rt.replay_limit)
+    feed_router = FeedRouter(
+        feed, JetStreamFeedLog(resources.nats), replay_limit=rt.replay_limit, receives=hub.receives
+    )
     try:
         yield Realtime(
             services=services,

@@ -26,6 +26,7 @@ from echonats.model import (
     Tenant,
     Unread,
     User,
+    UserStatus,
 )
 from echonats.model.errors import RateLimited
 
@@ -91,6 +92,17 @@ class MemberRepo(Protocol):
     async def set_role(self, tenant_id: uuid.UUID, user_id: str, role: Role) -> Member | None: ...
     async def count_owners(self, tenant_id: uuid.UUID) -> int: ...
     async def remove(self, tenant_id: uuid.UUID, user_id: str, *, ban: bool) -> bool: ...
+    async def set_status(self, tenant_id: uuid.UUID, user_id: str, status: UserStatus | None) -> bool:
+        """Set (None: clear) an active member's own status; False if not an active member."""
+        ...
+
+    async def statuses(self, tenant_id: uuid.UUID, user_ids: Sequence[str]) -> dict[str, UserStatus]:
+        """The statuses set (expired ones included) of those of ``user_ids`` that have one."""
+        ...
+
+    async def active_ids(self, tenant_id: uuid.UUID, *, limit: int) -> Sequence[str]:
+        """Active members' ids, in id order, at most ``limit``."""
+        ...
 
 
 class ChannelRepo(Protocol):

@@ -12,6 +12,7 @@ from echonats.core.event_sink import EventSink, UtcClock
 from echonats.core.membership import MembershipService
 from echonats.core.messaging import MessagingService
 from echonats.core.ports import Clock, EventPublisher, MessageLog, RateLimiter, Store
+from echonats.core.status import StatusService
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,7 @@ class Services:
     messaging: MessagingService
     changes: MessageChanges
     conversations: ConversationService
+    status: StatusService
     access: ChannelAccess
     tenant_limits: TenantLimitsCache
 
@@ -45,6 +47,7 @@ class Services:
             messaging=messaging,
             changes=MessageChanges(store, access, messaging.reader, clock),
             conversations=ConversationService(store, sink, clock, access, messaging.reader),
+            status=StatusService(store, sink, clock, access),
             access=access,
             tenant_limits=tenant_limits,
         )

@@ -100,6 +100,11 @@ class Hub:
         tenant = self._tenants.get(tenant_id)
         return [c for c in tenant.sockets if c.user_id == user_id] if tenant else []
 
+    def receives(self, conn: Connection, channel_id: uuid.UUID) -> bool:
+        """Whether ``conn`` is receiving the channel live (its access decided, not revoked)."""
+        channel = self._channels.get((conn.tenant_id, channel_id))
+        return channel is not None and conn in channel.sockets
+
     def subscribers(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> list[Connection]:
         channel = self._channels.get((tenant_id, channel_id))
         return [*channel.sockets, *channel.waiting] if channel else []

@@ -11,8 +11,10 @@ each once, in order; more than the replay limit, or older than the stream keeps,
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from echonats.core.ports import FeedLog, Interest, LiveFeed
@@ -42,10 +44,20 @@ class _Tenant:
 
 
 class FeedRouter:
-    def __init__(self, feed: LiveFeed, events: FeedLog, *, replay_limit: int) -> None:
+    def __init__(
+        self,
+        feed: LiveFeed,
+        events: FeedLog,
+        *,
+        replay_limit: int,
+        receives: Callable[[Connection, uuid.UUID], bool],
+    ) -> None:
         self._feed = feed
         self._events = events
         self._replay_limit = replay_limit
+        # Whether a socket is receiving a channel (live, access checked): who hears of a private
+        # channel's rename or deletion besides whoever did it.
+        self._receives = receives
         self._tenants: dict[uuid.UUID, _Tenant] = {}
 
     async def attach(self, conn: Connection) -> None:
@@ -79,7 +91,7 @@ class FeedRouter:
             return
         frame: bytes | None = None
         for socket in tenant.sockets.values():
-            if not ff.audience(event, socket.conn.user_id, socket.conn.channels):
+            if not ff.audience(event, socket.conn.user_id, functools.partial(self._receives, socket.conn)):
                 continue
             if frame is None:
                 rendered = ff.render(event, position)
@@ -126,7 +138,7 @@ class FeedRouter:
             return None
         frames: list[tuple[int, bytes]] = []
         for position, event in events:
-            if ff.audience(event, conn.user_id, conn.channels):
+            if ff.audience(event, conn.user_id, functools.partial(self._receives, conn)):
                 rendered = ff.render(event, position)
                 if rendered is not None:
                     frames.append((position, text_frame(rendered)))

@@ -7,6 +7,8 @@ reconnects sends ``{"type":"feed","since":<last feedId>}`` and gets what it miss
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from typing import assert_never
 
 import msgspec
@@ -77,18 +79,29 @@ class MentionFrame(ServerFrame, tag="mention"):
     sender_id: str
 
 
+class UserStatusFrame(ServerFrame, tag="user_status"):
+    """A member set (or cleared: ``presence`` null, ``text`` empty) their own status."""
+
+    feed_id: int
+    user_id: str
+    presence: str | None
+    text: str
+    expires_at: datetime | None
+
+
 class FeedResyncRequired(ServerFrame, tag="feed_resync_required"):
     """Too much was missed to replay: refetch /channels, /dms and /unreads."""
 
 
-def audience(event: DomainEvent, user_id: str, subscribed: set[uuid.UUID]) -> bool:
-    """Whether the feed frame of ``event`` is for a socket of ``user_id`` (subscribed to those
-    channels). Nothing about a private channel or a DM reaches anyone but its members."""
+def audience(event: DomainEvent, user_id: str, receives: Callable[[uuid.UUID], bool]) -> bool:
+    """Whether the feed frame of ``event`` is for a socket of ``user_id`` (``receives``: whether
+    that socket is receiving a channel, its access checked). Nothing about a private channel or a
+    DM reaches anyone but its members."""
     match event:
         case ev.ChannelCreated(payload=channel):
             return not channel.is_private or event.actor_id == user_id
         case ev.ChannelUpdated(payload=channel) | ev.ChannelDeleted(payload=channel):
-            return not channel.is_private or event.actor_id == user_id or channel.channel_id in subscribed
+            return not channel.is_private or event.actor_id == user_id or receives(channel.channel_id)
         case ev.ChannelMemberAdded(payload=added):
             return added.user_id == user_id
         case ev.ChannelMemberRemoved(payload=removed):
@@ -99,6 +112,8 @@ def audience(event: DomainEvent, user_id: str, subscribed: set[uuid.UUID]) -> bo
             return read.user_id == user_id
         case ev.MessageMentioned(payload=mention):
             return mention.user_id == user_id
+        case ev.MemberStatusChanged():
+            return True  # the whole workspace sees a member's status
         case ev.MemberJoined() | ev.MemberLeft() | ev.MemberRoleChanged() | ev.TenantLimitsUpdated():
             return False
         case _:
@@ -135,6 +150,14 @@ def render(event: DomainEvent, feed_id: int) -> bytes | None:
         case ev.MessageMentioned(payload=m):
             frame = MentionFrame(
                 feed_id=feed_id, channel_id=m.channel_id, message_id=m.message_id, sender_id=m.sender_id
+            )
+        case ev.MemberStatusChanged(payload=st):
+            frame = UserStatusFrame(
+                feed_id=feed_id,
+                user_id=st.user_id,
+                presence=st.presence,
+                text=st.text,
+                expires_at=st.expires_at,
             )
         case ev.MemberJoined() | ev.MemberLeft() | ev.MemberRoleChanged() | ev.TenantLimitsUpdated():
             return None

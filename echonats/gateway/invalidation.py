@@ -53,6 +53,7 @@ def apply_event(
             | ev.DmOpened()
             | ev.ReadStateChanged()
             | ev.MessageMentioned()
+            | ev.MemberStatusChanged()
         ):
             pass  # grants nothing away: caches hold only what was checked, and may keep it
         case _:
@@ -81,6 +82,7 @@ def revoke_live_access(hub: Hub, event: DomainEvent) -> None:
             | ev.DmOpened()
             | ev.ReadStateChanged()
             | ev.MessageMentioned()
+            | ev.MemberStatusChanged()
         ):
             pass  # no live delivery is lost (a role change moves no channel access)
         case _:

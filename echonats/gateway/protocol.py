@@ -98,6 +98,12 @@ class Feed(ClientFrame, tag="feed"):
     since: Annotated[int, msgspec.Meta(ge=0)]
 
 
+class PresenceQuery(ClientFrame, tag="presence_query"):
+    """Who is around: a channel's members (one the socket's user may read), or the workspace's."""
+
+    channel_id: ChannelId | None = None
+
+
 class Typing(ClientFrame, tag="typing"):
     channel_id: ChannelId
 
@@ -113,7 +119,19 @@ class Reauth(ClientFrame, tag="reauth"):
 
 
 AnyClientFrame = (
-    Subscribe | Unsubscribe | Send | Edit | Delete | React | Unreact | Read | Feed | Typing | Ping | Reauth
+    Subscribe
+    | Unsubscribe
+    | Send
+    | Edit
+    | Delete
+    | React
+    | Unreact
+    | Read
+    | Feed
+    | PresenceQuery
+    | Typing
+    | Ping
+    | Reauth
 )
 client_frame_decoder = msgspec.json.Decoder(AnyClientFrame)
 
@@ -286,6 +304,19 @@ class PresencePayload(msgspec.Struct):
 class PresenceFrame(ServerFrame, tag="presence"):
     user_id: str
     payload: PresencePayload
+
+
+class PresenceEntry(msgspec.Struct, rename="camel", omit_defaults=True):
+    user_id: str
+    status: str  # online, idle or offline (from the user's connections)
+    presence: str | None = None  # set by hand: away or dnd
+    text: str | None = None
+    expires_at: datetime | None = None
+
+
+class PresenceSnapshot(ServerFrame, tag="presence_snapshot"):
+    users: list[PresenceEntry]
+    channel_id: ChannelId | None = None
 
 
 class TypingPayload(msgspec.Struct, rename="camel"):

@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Annotated
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
@@ -172,15 +172,24 @@ class PresenceController(Controller):
         responses=errors(*COMMON, 422),
         summary="Presence of up to 200 users of the caller's workspace",
     )
-    async def presence(self, caller: Caller, state: State, user_ids: UserIdList) -> s.PresenceList:
+    async def presence(
+        self, caller: Caller, state: State, services: Services, user_ids: UserIdList
+    ) -> s.PresenceList:
         ids = list(dict.fromkeys(i.strip() for part in user_ids for i in part.split(",") if i.strip()))
         ids = [model.user_id(i, "userIds") for i in ids]
         if not 1 <= len(ids) <= MAX_PRESENCE_IDS:
             raise ValidationFailed(
                 f"userIds must name 1..{MAX_PRESENCE_IDS} users", details={"field": "userIds"}
             )
-        statuses = await state.presence_store.statuses(caller.tenant_id, ids)
-        return s.PresenceList(items=[s.PresenceOut(user_id=i, status=statuses[i].value) for i in ids])
+        views = await services.status.views(caller, state.presence_store, ids)
+        return s.PresenceList(items=[s.PresenceOut.of(v) for v in views])
+
+    @put("/me", responses=errors(*BODY, 422), summary="Set (or clear) the caller's own status")
+    async def set_status(self, data: s.SetStatus, caller: Caller, services: Services) -> s.StatusOut:
+        status = await services.status.set_status(
+            caller, presence=data.presence, text=data.text, expires_at=data.expires_at
+        )
+        return s.StatusOut.of(status)
 
 
 class ChannelsController(Controller):

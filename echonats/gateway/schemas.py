@@ -12,6 +12,7 @@ from typing import Annotated
 
 import msgspec
 
+from echonats.core.status import PresenceView
 from echonats.gateway.protocol import Body, MessageId, Nonce
 from echonats.model import (
     MAX_DM_MEMBERS,
@@ -22,11 +23,13 @@ from echonats.model import (
     ChannelMember,
     Conversation,
     HistoryPage,
+    ManualPresence,
     Member,
     Message,
     Role,
     Tenant,
     Unread,
+    UserStatus,
 )
 
 Text = Annotated[str, msgspec.Meta(max_length=MAX_WIRE_TEXT_CHARS)]  # each field's own limit after trimming
@@ -264,9 +267,33 @@ class ThreadPage(ResponseBody):
         )
 
 
-class PresenceOut(ResponseBody):
+class SetStatus(RequestBody):
+    presence: ManualPresence | None = None  # "away" or "dnd"; absent/null: none
+    text: Text = ""  # a custom status text, up to 100 characters after trimming
+    expires_at: datetime | None = None  # absent: until changed
+
+
+class StatusOut(ResponseBody):
+    presence: ManualPresence | None
+    text: str
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, status: UserStatus | None) -> StatusOut:
+        if status is None:
+            return cls(presence=None, text="", expires_at=None)
+        return cls(presence=status.presence, text=status.text, expires_at=status.expires_at)
+
+
+class PresenceOut(ResponseBody, omit_defaults=True):
     user_id: str
-    status: str
+    status: str  # online, idle or offline: from the user's connections
+    own: StatusOut | None = None  # what the user set by hand, if anything (and not expired)
+
+    @classmethod
+    def of(cls, view: PresenceView) -> PresenceOut:
+        own = StatusOut.of(view.own) if view.own is not None else None
+        return cls(user_id=view.user_id, status=view.status.value, own=own)
 
 
 class PresenceList(ResponseBody):

@@ -370,7 +370,7 @@ def _announced(event: DomainEvent) -> bool:
             | ev.TenantLimitsUpdated()
         ):
             return True  # only members' joins and leaves have destinations (EVENT_DESTINATIONS)
-        case ev.DmOpened() | ev.ReadStateChanged() | ev.MessageMentioned():
+        case ev.DmOpened() | ev.ReadStateChanged() | ev.MessageMentioned() | ev.MemberStatusChanged():
             return False  # one user's or a DM's own: never a tenant destination
         case _:
             assert_never(event)

@@ -238,6 +238,9 @@ async def _handle(conn: Connection, realtime: Realtime, sends: SendPipeline, tex
                 )
             case p.Feed():
                 await realtime.feed_router.resume(conn, frame.since)
+            case p.PresenceQuery():
+                ref = str(frame.channel_id) if frame.channel_id else None
+                await _presence_snapshot(conn, realtime, frame.channel_id)
             case p.Typing():
                 ref = str(frame.channel_id)
                 await _typing(conn, realtime, frame.channel_id)
@@ -283,6 +286,21 @@ async def _reauthenticate(conn: Connection, realtime: Realtime, token: str) -> N
         raise Forbidden("the token is for another tenant or user than the socket's")
     conn.expire_at(principal.expires_at)
     conn.offer(p.encode(p.Reauthenticated(expires_at=principal.expires_at)))
+
+
+async def _presence_snapshot(conn: Connection, realtime: Realtime, channel_id: uuid.UUID | None) -> None:
+    views = await realtime.services.status.snapshot(conn.caller, realtime.presence.store, channel_id)
+    users = [
+        p.PresenceEntry(
+            user_id=v.user_id,
+            status=v.status.value,
+            presence=v.own.presence.value if v.own and v.own.presence else None,
+            text=v.own.text if v.own and v.own.text else None,
+            expires_at=v.own.expires_at if v.own else None,
+        )
+        for v in views
+    ]
+    conn.offer(p.encode(p.PresenceSnapshot(users=users, channel_id=channel_id)))
 
 
 async def _typing(conn: Connection, realtime: Realtime, channel_id: uuid.UUID) -> None:

@@ -15,6 +15,7 @@ from echonats.model.entities import (
     MAX_EMAIL_CHARS,
     MAX_MESSAGE_ID,
     MAX_NONCE_CHARS,
+    MAX_STATUS_TEXT_CHARS,
     MAX_TENANT_LIMIT,
     MAX_TENANT_NAME_CHARS,
     MAX_TOKEN_CHARS,
@@ -29,6 +30,7 @@ from echonats.model.entities import (
     ChannelMember,
     Conversation,
     HistoryPage,
+    ManualPresence,
     Member,
     Message,
     NewMessage,
@@ -40,6 +42,7 @@ from echonats.model.entities import (
     Tenant,
     Unread,
     User,
+    UserStatus,
     dm_key,
 )
 from echonats.model.events import DomainEvent
@@ -54,6 +57,7 @@ from echonats.model.rules import (
     mentions,
     message_body,
     nonce,
+    status_text,
     tenant_name,
     user_id,
 )
@@ -79,6 +83,7 @@ __all__ = [
     "MAX_NONCE_CHARS",
     "MAX_PINS_PER_CHANNEL",
     "MAX_REACTIONS_PER_MESSAGE",
+    "MAX_STATUS_TEXT_CHARS",
     "MAX_TENANT_LIMIT",
     "MAX_TENANT_NAME_CHARS",
     "MAX_TOKEN_CHARS",
@@ -96,6 +101,7 @@ __all__ = [
     "DomainEvent",
     "Entry",
     "HistoryPage",
+    "ManualPresence",
     "Member",
     "Message",
     "MessageDeleted",
@@ -112,6 +118,7 @@ __all__ = [
     "Unchanged",
     "Unread",
     "User",
+    "UserStatus",
     "_has_control_chars",
     "channel_name",
     "channel_topic",
@@ -123,6 +130,7 @@ __all__ = [
     "mentions",
     "message_body",
     "nonce",
+    "status_text",
     "tenant_name",
     "user_id",
 ]

@@ -35,6 +35,28 @@ class PresenceStatus(enum.StrEnum):
     OFFLINE = "offline"
 
 
+class ManualPresence(enum.StrEnum):
+    """What a user sets by hand, shown next to the connection-based status."""
+
+    AWAY = "away"
+    DND = "dnd"  # do not disturb
+
+
+MAX_STATUS_TEXT_CHARS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class UserStatus:
+    """A user's own status in one workspace: away/dnd and/or a custom text, until a time."""
+
+    presence: ManualPresence | None
+    text: str
+    expires_at: datetime | None
+
+    def active(self, now: datetime) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
 @dataclass(frozen=True, slots=True)
 class PresenceChange:
     tenant_id: uuid.UUID

@@ -33,6 +33,7 @@ TENANT_LIMITS_UPDATED = "tenant.limits_updated"
 DM_OPENED = "dm.opened"
 READ_STATE_CHANGED = "read_state.changed"
 MESSAGE_MENTIONED = "message.mentioned"
+MEMBER_STATUS_CHANGED = "member.status_changed"
 
 
 # -- what the events carry ("data" on the wire) ----------------------------------------------------
@@ -103,6 +104,13 @@ class MentionData(_Data, frozen=True):
     channel_id: uuid.UUID
     message_id: int
     sender_id: str
+
+
+class StatusData(_Data, frozen=True):
+    user_id: str
+    presence: str | None  # "away", "dnd" or None
+    text: str
+    expires_at: datetime | None
 
 
 class TenantLimitsData(_Data, frozen=True):
@@ -195,6 +203,11 @@ class MessageMentioned(Event, tag=MESSAGE_MENTIONED, frozen=True):
     payload: MentionData = msgspec.field(name="data")
 
 
+class MemberStatusChanged(Event, tag=MEMBER_STATUS_CHANGED, frozen=True):
+    TYPE = MEMBER_STATUS_CHANGED
+    payload: StatusData = msgspec.field(name="data")
+
+
 DomainEvent = (
     ChannelCreated
     | ChannelUpdated
@@ -208,6 +221,7 @@ DomainEvent = (
     | DmOpened
     | ReadStateChanged
     | MessageMentioned
+    | MemberStatusChanged
 )
 
 

@@ -12,6 +12,7 @@ from echonats.model.entities import (
     MAX_DISPLAY_NAME_CHARS,
     MAX_EMAIL_CHARS,
     MAX_NONCE_CHARS,
+    MAX_STATUS_TEXT_CHARS,
     MAX_TENANT_NAME_CHARS,
     MAX_TOPIC_CHARS,
     MAX_USER_ID_CHARS,
@@ -130,3 +131,7 @@ def mentions(body: str) -> tuple[tuple[str, ...], bool]:
     and whether it says ``@here`` or ``@channel``. Rendering them is the clients' business."""
     named = tuple(dict.fromkeys(_USER_MENTION.findall(body)))[:MAX_MENTIONS]
     return named, _CHANNEL_MENTION.search(body) is not None
+
+
+def status_text(value: str) -> str:
+    return clean_text(value, field_name="text", max_chars=MAX_STATUS_TEXT_CHARS, min_chars=0)

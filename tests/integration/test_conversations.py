@@ -197,3 +197,51 @@ async def test_the_feed_tells_the_invitee_only_and_a_reconnect_catches_up(gatewa
             assert min(ids) > last_seen
             await back.send(type="feed", since=0)  # further back than the replay can go? not here
             await _barrier(back)
+
+
+async def test_a_status_set_on_one_device_reaches_every_socket_and_the_snapshot(
+    gateway_settings: Settings,
+) -> None:
+    async with (
+        tenant_gateway(gateway_settings, ADMIN_TOKEN) as (base_a, tenant, general),
+        serve_gateway(gateway_settings) as base_b,
+    ):
+        await _provision(tenant, "ann", "bob", "eve")
+        secret = (
+            await _ok(tenant, "POST", "/api/v1/channels", "ann", json={"name": "s", "isPrivate": True})
+        )["id"]
+        async with (
+            ws_client(base_a, tenant.token("ann")) as ann,
+            ws_client(base_b, tenant.token("bob")) as bob,
+        ):
+            until = "2099-01-01T00:00:00Z"
+            body = {"presence": "dnd", "text": "  focus time ", "expiresAt": until}
+            set_ = await _ok(tenant, "PUT", "/api/v1/presence/me", "ann", json=body)
+            assert (set_["presence"], set_["text"]) == ("dnd", "focus time")
+            frame = (await bob.wait_for_type("user_status"))[0]
+            assert (frame["userId"], frame["presence"], frame["text"]) == ("ann", "dnd", "focus time")
+            await ann.wait_for_type("user_status")  # her own other devices too
+            seen = await _ok(tenant, "GET", "/api/v1/presence?userIds=ann,bob,eve", "bob")
+            by_user = {p["userId"]: p for p in seen["items"]}
+            assert by_user["ann"]["status"] == "online"
+            assert by_user["ann"]["own"]["presence"] == "dnd"
+            assert "own" not in by_user["eve"]
+            assert by_user["eve"]["status"] == "offline"
+            await bob.send(type="presence_query")
+            snapshot = (await bob.wait_for_type("presence_snapshot"))[0]
+            assert {u["userId"]: (u["status"], u.get("presence")) for u in snapshot["users"]} == {
+                "ann": ("online", "dnd"),
+                "bob": ("online", None),
+            }  # eve is offline and set nothing: not listed
+            await bob.send(type="presence_query", channelId=secret)  # not bob's to see
+            await bob.wait(lambda: bool(bob.of_type("error")), what="the refusal")
+            assert (bob.of_type("error")[0]["code"], bob.of_type("error")[0]["ref"]) == ("not_found", secret)
+            await ann.send(type="presence_query", channelId=secret)
+            mine = (await ann.wait_for_type("presence_snapshot"))[0]
+            assert [u["userId"] for u in mine["users"]] == ["ann"]
+            await _ok(tenant, "PUT", "/api/v1/presence/me", "ann", json={})  # cleared
+            await bob.wait(lambda: len(bob.of_type("user_status")) >= 2, what="the clearing")
+            assert bob.of_type("user_status")[-1]["presence"] is None
+            past = {"presence": "away", "expiresAt": "2001-01-01T00:00:00Z"}
+            assert (await _call(tenant, "PUT", "/api/v1/presence/me", "ann", json=past))[0] == 422
+            assert general

@@ -54,6 +54,7 @@ from echonats.model import (
     Role,
     Tenant,
     User,
+    UserStatus,
 )
 from echonats.model.errors import Conflict, EchonatsError, Unavailable
 from echonats.model.timeline import change_dedupe_key
@@ -106,6 +107,10 @@ class State:
     messages: dict[int, Message] = field(default_factory=dict)  # persisted rows (reactions aside)
     marks: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> (edit_mark, pin_mark)
     reactions: dict[ReactionKey, ReactionMark] = field(default_factory=dict)  # message_reactions
+    dm_keys: dict[tuple[uuid.UUID, str], uuid.UUID] = field(default_factory=dict)  # channels.dm_key
+    last_read: dict[tuple[uuid.UUID, str], int] = field(default_factory=dict)  # channel_members.last_read_id
+    mentions: set[tuple[str, uuid.UUID, int]] = field(default_factory=set)  # message_mentions
+    statuses: dict[tuple[uuid.UUID, str], UserStatus] = field(default_factory=dict)  # tenant_members.status_*
     outbox: dict[uuid.UUID, DomainEvent] = field(default_factory=dict)
 
 
@@ -171,6 +176,26 @@ class InMemoryUserRepo(_Repo):
 class InMemoryMemberRepo(_Repo):
     def _member(self, tenant_id: uuid.UUID, user_id: str, row: MemberRow) -> Member:
         return Member(tenant_id, user_id, row.display_name, row.email, row.role, row.joined_at)
+
+    async def set_status(self, tenant_id: uuid.UUID, user_id: str, status: UserStatus | None) -> bool:
+        self._write("members.set_status")
+        row = self._s.members.get((tenant_id, user_id))
+        if row is None or row.removed_at is not None:
+            return False
+        if status is None:
+            self._s.statuses.pop((tenant_id, user_id), None)
+        else:
+            self._s.statuses[(tenant_id, user_id)] = status
+        return True
+
+    async def statuses(self, tenant_id: uuid.UUID, user_ids: Sequence[str]) -> dict[str, UserStatus]:
+        self._read("members.statuses")
+        return {u: s for u in user_ids if (s := self._s.statuses.get((tenant_id, u))) is not None}
+
+    async def active_ids(self, tenant_id: uuid.UUID, *, limit: int) -> list[str]:
+        self._read("members.active_ids")
+        ids = [u for (t, u), row in self._s.members.items() if t == tenant_id and row.removed_at is None]
+        return sorted(ids)[:limit]
 
     async def state(self, tenant_id: uuid.UUID, user_id: str) -> MembershipState:
         self._read("members.state")
@@ -242,7 +267,10 @@ class InMemoryMemberRepo(_Repo):
 class InMemoryChannelRepo(_Repo):
     def _name_taken(self, channel: Channel) -> bool:
         return any(
-            c.tenant_id == channel.tenant_id and c.id != channel.id and c.name.lower() == channel.name.lower()
+            c.tenant_id == channel.tenant_id
+            and c.id != channel.id
+            and c.name.lower() == channel.name.lower()
+            and not c.is_dm  # DMs have no name of their own (sql/0006)
             for c in self._s.channels.values()
         )
 
@@ -260,7 +288,7 @@ class InMemoryChannelRepo(_Repo):
 
     async def count(self, tenant_id: uuid.UUID) -> int:
         self._read("channels.count")
-        return sum(1 for c in self._s.channels.values() if c.tenant_id == tenant_id)
+        return sum(1 for c in self._s.channels.values() if c.tenant_id == tenant_id and not c.is_dm)
 
     async def get(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> Channel | None:
         self._read("channels.get")
@@ -272,7 +300,9 @@ class InMemoryChannelRepo(_Repo):
         visible = [
             c
             for c in self._s.channels.values()
-            if c.tenant_id == tenant_id and (not c.is_private or (c.id, user_id) in self._s.channel_members)
+            if c.tenant_id == tenant_id
+            and not c.is_dm
+            and (not c.is_private or (c.id, user_id) in self._s.channel_members)
         ]
         return sorted(visible, key=lambda c: c.name.lower())
 
@@ -395,6 +425,19 @@ class InMemoryMessageRepo(_Repo):
         return {k: self._s.reactions[k] for k in keys if k in self._s.reactions}
 
 
+def _mention(
+    state: State,
+    entry: Message | MessageEdited,
+    message_id: int,
+    sender: str,
+    named: tuple[str, ...],
+    everyone: bool,
+) -> None:
+    for (channel_id, user_id), _ in state.channel_members.items():
+        if channel_id == entry.channel_id and user_id != sender and (everyone or user_id in named):
+            state.mentions.add((user_id, channel_id, message_id))
+
+
 def persist_entry(state: State, entry: Entry) -> None:
     """What the persist sink does with one entry (a reference model of sql/0005 and persist_sink)."""
     rows = state.messages
@@ -402,6 +445,7 @@ def persist_entry(state: State, entry: Entry) -> None:
         if entry.id in rows:
             return
         rows[entry.id] = entry
+        _mention(state, entry, entry.id, entry.sender_id, entry.mentions, entry.mentions_channel)
         root = rows.get(entry.thread_id) if entry.thread_id is not None else None
         if root is not None:
             latest = max(filter(None, (root.last_reply_at, entry.created_at)))
@@ -418,10 +462,13 @@ def persist_entry(state: State, entry: Entry) -> None:
             if not target.deleted and entry.id > edit_mark:
                 rows[target.id] = replace(target, body=entry.body, edited_at=entry.at)
                 state.marks[target.id] = (entry.id, pin_mark)
+                state.mentions -= {m for m in state.mentions if m[2] == target.id}
+                _mention(state, entry, target.id, entry.actor_id, entry.mentions, entry.mentions_channel)
         case MessageDeleted():
             if target.deleted:
                 return
             rows[target.id] = replace(target, body="", edited_at=None, deleted=True, pinned=False)
+            state.mentions -= {m for m in state.mentions if m[2] == target.id}
             for key in [k for k in state.reactions if k[0] == target.id]:
                 del state.reactions[key]
             root = rows.get(target.thread_id) if target.thread_id is not None else None
@@ -453,6 +500,7 @@ class InMemoryTransaction:
         self.members = InMemoryMemberRepo(store, writable=writable)
         self.channels = InMemoryChannelRepo(store, writable=writable)
         self.messages = InMemoryMessageRepo(store, writable=writable)
+        self.conversations = InMemoryConversations(store, writable=writable)
         self.outbox = InMemoryOutbox(store, writable=writable)
 
 
@@ -613,6 +661,8 @@ class FakeMessageLog:
     def last_id(self) -> int:
         return self._next_id - 1
 
+
+from tests.unit.fake_conversations import InMemoryConversations  # noqa: E402 (it uses _Repo above)
 
 # -- events -----------------------------------------------------------------------------------------
 

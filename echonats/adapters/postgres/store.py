@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -14,7 +14,17 @@ from echonats.adapters.postgres.errors import translated
 from echonats.adapters.postgres.messages import MessageHistory, delete_channel_messages
 from echonats.adapters.postgres.outbox import OutboxWriter
 from echonats.core.ports import MembershipState, TenantLimits
-from echonats.model import Channel, ChannelKind, ChannelMember, Member, Role, Tenant, User
+from echonats.model import (
+    Channel,
+    ChannelKind,
+    ChannelMember,
+    ManualPresence,
+    Member,
+    Role,
+    Tenant,
+    User,
+    UserStatus,
+)
 from echonats.model.errors import Conflict
 
 Row = asyncpg.Record
@@ -112,7 +122,52 @@ _MEMBER_SELECT = (
 )
 
 
-class _Members:
+class _MemberStatus:
+    """A member's own status (sql/0007); mixed into the members repository."""
+
+    _c: Conn
+
+    async def set_status(self, tenant_id: uuid.UUID, user_id: str, status: UserStatus | None) -> bool:
+        presence = status.presence.value if status and status.presence else None
+        row = await self._c.fetchval(
+            "UPDATE tenant_members SET status_presence = $3, status_text = $4, status_expires = $5 "
+            "WHERE tenant_id = $1 AND user_id = $2 AND removed_at IS NULL RETURNING 1",
+            tenant_id,
+            user_id,
+            presence,
+            status.text if status else "",
+            status.expires_at if status else None,
+        )
+        return row is not None
+
+    async def statuses(self, tenant_id: uuid.UUID, user_ids: Sequence[str]) -> dict[str, UserStatus]:
+        rows = await self._c.fetch(
+            "SELECT user_id, status_presence, status_text, status_expires FROM tenant_members "
+            "WHERE tenant_id = $1 AND user_id = ANY($2::text[]) AND removed_at IS NULL "
+            "AND (status_presence IS NOT NULL OR status_text <> '')",
+            tenant_id,
+            list(user_ids),
+        )
+        return {
+            r["user_id"]: UserStatus(
+                ManualPresence(r["status_presence"]) if r["status_presence"] else None,
+                r["status_text"],
+                r["status_expires"],
+            )
+            for r in rows
+        }
+
+    async def active_ids(self, tenant_id: uuid.UUID, *, limit: int) -> list[str]:
+        rows = await self._c.fetch(
+            "SELECT user_id FROM tenant_members WHERE tenant_id = $1 AND removed_at IS NULL "
+            "ORDER BY user_id LIMIT $2",
+            tenant_id,
+            limit,
+        )
+        return [r["user_id"] for r in rows]
+
+
+class _Members(_MemberStatus):
     def __init__(self, conn: Conn) -> None:
         self._c = conn
 
