@@ -151,6 +151,7 @@ async def test_unread_and_mention_counts_follow_sends_edits_deletes_and_reads_on
             assert await counts_are("ann", (2, 2))
             mentions = await _ok(tenant, "GET", "/api/v1/mentions?limit=10", "ann")
             assert [m["id"] for m in mentions["items"]] == [everyone, plain]
+            await dave.wait(lambda: bool(dave.of_type("mention")), what="dave's @channel mention")
             await _barrier(dave)
             assert not dave.of_type("read_state")  # ann's reads are ann's
             assert {f["messageId"] for f in dave.of_type("mention")} == {everyone}
@@ -178,6 +179,7 @@ async def test_the_feed_tells_the_invitee_only_and_a_reconnect_catches_up(gatewa
             )
             public = (await _ok(tenant, "POST", "/api/v1/channels", "ann", json={"name": "town"}))["id"]
             await dave.wait(lambda: bool(dave.of_type("channel_created")), what="a public channel announced")
+            await carol.wait(lambda: bool(carol.of_type("channel_created")), what="carol sees it too")
             assert dave.of_type("channel_created")[0]["channel"]["id"] == public
             await _barrier(dave)
             assert not dave.of_type("channel_joined")  # not his invitation
@@ -214,6 +216,8 @@ async def test_a_status_set_on_one_device_reaches_every_socket_and_the_snapshot(
             ws_client(base_a, tenant.token("ann")) as ann,
             ws_client(base_b, tenant.token("bob")) as bob,
         ):
+            for client in (ann, bob):
+                await _barrier(client)  # its frames are read: its presence is recorded
             until = "2099-01-01T00:00:00Z"
             body = {"presence": "dnd", "text": "  focus time ", "expiresAt": until}
             set_ = await _ok(tenant, "PUT", "/api/v1/presence/me", "ann", json=body)

@@ -181,7 +181,7 @@ async def test_changes_spend_the_senders_rate_budget(
     target = await workspace.send(channel, "popular")
     patched = await client.patch(
         f"/api/v1/admin/tenants/{workspace.tenant_id}",
-        json={"maxMessagesPerSecond": 1},
+        json={"maxMessagesPerSecond": 3},
         headers=bearer(ADMIN_TOKEN),
     )
     assert patched.status_code == 200
