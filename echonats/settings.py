@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from echonats.envconfig import Variable, env, group_from_env, groups, variables_of
 from echonats.model.errors import ConfigError
@@ -161,6 +162,26 @@ class GatewaySettings:
             maximum=300.0,
         ),
     )
+    cors_origins: str = field(
+        default="",
+        metadata=env(
+            "ECHONATS_CORS_ORIGINS",
+            "Comma-separated browser origins (scheme://host[:port]) allowed to call the REST API with "
+            "credentials, e.g. http://localhost:4200; empty: CORS off.",
+        ),
+    )
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The CORS origins, checked: exact origins only (a wildcard cannot go with credentials)."""
+        origins = [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+        for origin in origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or "*" in origin:
+                raise ConfigError(
+                    f"ECHONATS_CORS_ORIGINS: {origin!r} is not an origin like http://localhost:4200"
+                )
+        return origins
 
 
 @dataclass(frozen=True, slots=True)

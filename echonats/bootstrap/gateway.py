@@ -101,7 +101,7 @@ def create_gateway_app(settings: Settings) -> Litestar:
                 app.state.ready_timeout_s = settings.gateway.ready_timeout_s
                 yield
 
-    return build_app(lifespan=[lifespan])
+    return build_app(lifespan=[lifespan], cors_origins=settings.gateway.cors_origin_list)
 
 
 def serve_gateway(settings: Settings) -> int:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -28,8 +29,22 @@ MAX_REQUEST_BODY_BYTES = 64 * 1024
 def build_app(
     *,
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
+    cors_origins: Sequence[str] = (),
 ) -> Litestar:
+    # Litestar's CORS middleware answers preflights and adds the headers for these exact origins
+    # (with credentials: EchoPulse's Keycloak-style XHRs send them).
+    cors = (
+        CORSConfig(
+            allow_origins=list(cors_origins),
+            allow_credentials=True,
+            allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+            expose_headers=["X-Request-Id", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"],
+        )
+        if cors_origins
+        else None
+    )
     return Litestar(
+        cors_config=cors,
         route_handlers=[
             health,
             ready,

@@ -88,3 +88,17 @@ def test_readme_configuration_table_is_current() -> None:
     start = readme.index("<!-- config-table:start")
     table = readme[readme.index("\n", start) + 1 : readme.index("<!-- config-table:end -->")].strip()
     assert table == config_table(markdown=True)
+
+
+@pytest.mark.parametrize("origins", ["*", "localhost:4200", "http://localhost:4200/app", "ftp://x.example"])
+def test_cors_origins_must_be_exact_origins(origins: str) -> None:
+    settings = load_settings({"ECHONATS_CORS_ORIGINS": origins})
+    with pytest.raises(ConfigError, match="ECHONATS_CORS_ORIGINS"):
+        _ = settings.gateway.cors_origin_list
+
+
+def test_cors_origins_are_trimmed_and_listed() -> None:
+    settings = load_settings(
+        {"ECHONATS_CORS_ORIGINS": " http://localhost:4200/ ,https://chat.example.com:8443"}
+    )
+    assert settings.gateway.cors_origin_list == ["http://localhost:4200", "https://chat.example.com:8443"]
