@@ -20,8 +20,7 @@ from echonats.gateway.media_type import require_json_body
 from echonats.gateway.message_routes import MessageController
 from echonats.gateway.observability import request_metrics_middleware
 from echonats.gateway.routes import CONTROLLERS
-from echonats.gateway.stomp import stomp_socket
-from echonats.gateway.ws import chat_socket
+from echonats.gateway.sockets import chat_socket, stomp_socket
 
 MAX_REQUEST_BODY_BYTES = 64 * 1024
 

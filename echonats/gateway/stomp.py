@@ -46,7 +46,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, NoReturn, assert_never
 
-from litestar import WebSocket, websocket
+from litestar import WebSocket
 from litestar.datastructures import State
 
 from echonats import __version__, metrics
@@ -59,7 +59,7 @@ from echonats.gateway.socket_errors import close_code as _close_code
 from echonats.gateway.socket_errors import stomp_error_frame
 from echonats.gateway.stomp_connection import StompConnection
 from echonats.gateway.stomp_frames import Frame
-from echonats.gateway.ws import Realtime, refused_upgrade
+from echonats.gateway.ws import Realtime
 from echonats.gateway.ws_framing import release_handshake
 from echonats.model import DomainEvent
 from echonats.model import events as ev
@@ -87,12 +87,10 @@ class _Closing(Exception):
     """Stop reading: the session is over (the close has been initiated)."""
 
 
-@websocket("/ws/stomp", name="stomp-websocket")
-async def stomp_socket(socket: WebSocket[Any, Any, Any]) -> None:
-    realtime: Realtime = socket.app.state.realtime
-    if await refused_upgrade(socket, realtime.handshakes):
-        return
-    await socket.accept(subprotocols=sf.negotiate_subprotocol(socket.scope.get("subprotocols", ())))
+async def serve_stomp(socket: WebSocket[Any, Any, Any], subprotocol: str | None) -> None:
+    """A STOMP session on an upgrade that passed the handshake guard (``gateway.sockets``);
+    ``subprotocol``: the one to answer (clients such as Node's ``ws`` abort without)."""
+    await socket.accept(subprotocols=subprotocol)
     release_handshake(socket.scope)
     await _Session(socket).run()
 

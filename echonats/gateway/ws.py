@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, assert_never
 
 import msgspec
-from litestar import WebSocket, websocket
+from litestar import WebSocket
 from litestar.datastructures import State
 from litestar.types import WebSocketResponseBodyEvent, WebSocketResponseStartEvent
 
@@ -131,12 +131,10 @@ async def refused_upgrade(socket: WebSocket[Any, Any, Any], handshakes: Handshak
     return True
 
 
-@websocket("/ws", name="chat-websocket")
-async def chat_socket(socket: WebSocket[Any, Any, Any]) -> None:
+async def serve_json(socket: WebSocket[Any, Any, Any]) -> None:
+    """The JSON protocol on an upgrade that passed the handshake guard (``gateway.sockets``)."""
     state: State = socket.app.state
     realtime: Realtime = state.realtime
-    if await refused_upgrade(socket, realtime.handshakes):
-        return
     token = socket.query_params.get("token") or bearer_token(socket.headers.get("authorization"))
     async with contextlib.AsyncExitStack() as admission:
         try:

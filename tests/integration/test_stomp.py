@@ -143,9 +143,9 @@ class Raw:
 
 @asynccontextmanager
 async def raw(
-    base: str, token: str | None, subprotocols: tuple[str, ...] = ("v12.stomp",)
+    base: str, token: str | None, subprotocols: tuple[str, ...] = ("v12.stomp",), path: str = "/ws/stomp"
 ) -> AsyncIterator[Raw]:
-    url = f"{base}/ws/stomp" + (f"?token={token}" if token else "")
+    url = f"{base}{path}" + (f"?token={token}" if token else "")
     async with connect(url, subprotocols=list(subprotocols) or None, open_timeout=10) as ws:
         yield Raw(ws)
 
@@ -189,6 +189,32 @@ async def test_subprotocol_is_negotiated(base: str, workspace: Workspace) -> Non
     async with raw(base, workspace.token("u"), ()) as client:
         assert client.ws.subprotocol is None  # nothing offered, nothing answered
         await raw_connected(client)
+
+
+async def test_ws_speaks_stomp_to_a_client_offering_it_and_json_to_others(
+    base: str, workspace: Workspace
+) -> None:
+    """EchoPulse's stomp.js connects to /ws, offering v10/v11/v12.stomp, the token on CONNECT."""
+    channel = await workspace.channel("general")
+    offered = ("v10.stomp", "v11.stomp", "v12.stomp")
+    async with raw(base, None, offered, path="/ws") as client:
+        assert client.ws.subprotocol == "v12.stomp"
+        connected = await raw_connected(
+            client, Authorization=f"Bearer {workspace.token('ann', 'Ann')}", **{"heart-beat": "20000,0"}
+        )
+        assert connected.headers["version"] == "1.2"
+        await client.send("SUBSCRIBE", destination=f"/channels/{channel}", id="sub-0", receipt="r1")
+        assert (await client.next()).command == "RECEIPT"
+        await client.send("SEND", "hello", destination=f"/app/channels/{channel}")
+        message = await client.next()
+        assert message.command == "MESSAGE"
+        assert json.loads(message.body)["content"] == "hello"
+    async with connect(f"{base}/ws?token={workspace.token('ann')}", open_timeout=10) as json_client:
+        assert json_client.subprotocol is None
+        await json_client.send('{"type":"ping"}')
+        async with asyncio.timeout(10):  # JSON frames (presence first, maybe), until the pong
+            while json.loads(await json_client.recv())["type"] != "pong":
+                pass
 
 
 async def test_authentication_by_query_header_or_connect_frame(base: str, workspace: Workspace) -> None:
