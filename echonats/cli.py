@@ -39,6 +39,16 @@ def _parser() -> argparse.ArgumentParser:
     stack = sub.add_parser("stack", help="local services only")
     stack.add_argument("action", choices=["up"], help="start them, print their URLs, stop on Ctrl-C")
 
+    issuer = sub.add_parser(
+        "issuer", help="a local OIDC issuer with Keycloak's paths, for development only (no passwords)"
+    )
+    issuer.add_argument("--host", default="127.0.0.1", help="bind address")
+    issuer.add_argument("--port", type=int, default=18080, help="port (18080: EchoPulse's Keycloak)")
+    issuer.add_argument("--public-url", help="the URL clients use (default http://HOST:PORT): tokens' iss")
+    issuer.add_argument(
+        "--cors-origin", action="append", default=[], help="allowed front-end origin, repeatable"
+    )
+
     config = sub.add_parser("config", help="list configuration variables")
     config.add_argument("--markdown", action="store_true", help="as the README table")
     return parser
@@ -84,6 +94,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return run_worker(settings)
     if command == "stack":
         return _stack_up()
+    if command == "issuer":
+        return _issuer(args)
     if command == "run":
         from echonats.devstack.supervisor import run_all
 
@@ -91,6 +103,23 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError("--gateways: must be at least 1")
         return run_all(settings, gateways=args.gateways)
     raise AssertionError(command)
+
+
+def _issuer(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from echonats.issuer import create_issuer_app
+
+    public_url = args.public_url or f"http://{args.host}:{args.port}"
+    print(
+        f"echonats issuer at {public_url}/realms/<realm> — FOR LOCAL DEVELOPMENT ONLY: it signs in "
+        "anyone who types a name. Point ECHONATS_JWT_JWKS_URL at "
+        f"{public_url}/realms/<realm>/protocol/openid-connect/certs.",
+        file=sys.stderr,
+    )
+    app = create_issuer_app(public_url, cors_origins=args.cors_origin or None)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
