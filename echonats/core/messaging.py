@@ -170,11 +170,7 @@ class MessagingService:
 
         nextCursor continues in the same direction: pass it as ``before`` (or ``after``) again.
         """
-        if not MIN_PAGE <= limit <= MAX_PAGE:
-            raise ValidationFailed(f"limit must be {MIN_PAGE}..{MAX_PAGE}", details={"field": "limit"})
-        for name, value in (("before", before), ("after", after)):
-            if value is not None and value < 0:
-                raise ValidationFailed(f"{name} must be a message id", details={"field": name})
+        _check_page(limit, before, after)
         await self._access.readable(caller, channel_id)
         return await self.reader.page(
             caller, channel_id, before=before, after=after, limit=limit, thread_id=thread_id
@@ -191,11 +187,12 @@ class MessagingService:
         limit: int = DEFAULT_PAGE,
     ) -> tuple[Message, HistoryPage]:
         """A thread's root and a page of its replies (as ``history``)."""
+        _check_page(limit, before, after)
         await self._access.readable(caller, channel_id)
         root = await self.reader.message(caller, channel_id, root_id)
         if root.is_reply:
             raise NotFound("no thread starts at this message", details={"messageId": root_id})
-        page = await self.history(
+        page = await self.reader.page(
             caller, channel_id, before=before, after=after, limit=limit, thread_id=root_id
         )
         return root, page
@@ -207,6 +204,14 @@ class MessagingService:
     async def pins(self, caller: Caller, channel_id: uuid.UUID) -> list[Message]:
         await self._access.readable(caller, channel_id)
         return await self.reader.pins(caller, channel_id)
+
+
+def _check_page(limit: int, before: int | None, after: int | None) -> None:
+    if not MIN_PAGE <= limit <= MAX_PAGE:
+        raise ValidationFailed(f"limit must be {MIN_PAGE}..{MAX_PAGE}", details={"field": "limit"})
+    for name, value in (("before", before), ("after", after)):
+        if value is not None and value < 0:
+            raise ValidationFailed(f"{name} must be a message id", details={"field": name})
 
 
 def _dedupe_key(write: Write) -> str | None:

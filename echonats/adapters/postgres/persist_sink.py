@@ -31,7 +31,6 @@ from echonats.model import (
 from echonats.model import events as ev
 from echonats.model.errors import TargetMissing
 
-_Conn = Conn  # a pooled connection (asyncpg's classes are not subscriptable at run time)
 MENTION_IDS = uuid.UUID("6f1c2a52-7d0e-4a53-9a1e-0c5d6f3b8e21")  # namespace of mention event ids
 
 _INSERT = """
@@ -137,7 +136,7 @@ class PostgresPersistSink:
         return events
 
 
-async def _insert(conn: _Conn, messages: list[Message], events: list[DomainEvent]) -> None:
+async def _insert(conn: Conn, messages: list[Message], events: list[DomainEvent]) -> None:
     if not messages:
         return
     inserted = await conn.fetch(_INSERT, *zip(*(_row(m) for m in messages), strict=True))
@@ -154,7 +153,7 @@ async def _insert(conn: _Conn, messages: list[Message], events: list[DomainEvent
         raise TargetMissing(f"thread root(s) not stored yet: {sorted(missing)[:5]}")
 
 
-async def _apply(conn: _Conn, change: Change, events: list[DomainEvent]) -> None:
+async def _apply(conn: Conn, change: Change, events: list[DomainEvent]) -> None:
     match change:
         case MessageEdited():
             status = await conn.execute(_EDIT, change.message_id, change.body, change.at, change.id)
@@ -205,7 +204,7 @@ async def _apply(conn: _Conn, change: Change, events: list[DomainEvent]) -> None
 
 
 async def _mention(
-    conn: _Conn,
+    conn: Conn,
     entry: Message | MessageEdited,
     message_id: int,
     sender_id: str,
