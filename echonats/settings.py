@@ -92,7 +92,7 @@ class AuthSettings:
         default=None,
         metadata=env(
             "ECHONATS_JWT_JWKS_URL",
-            "OIDC issuer JWKS URL; enables RS256/ES256 and disables HS256.",
+            "OIDC issuer JWKS URL: RS256/ES256 tokens from its keys (HS256 too while a secret is set).",
             schemes=("http", "https"),
         ),
     )

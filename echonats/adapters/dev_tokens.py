@@ -32,10 +32,10 @@ def mint_dev_token(
     ttl_s: int = 3600,
 ) -> str:
     secret = auth.jwt_secret or DEV_JWT_SECRET
-    if auth.jwks_url:
+    if auth.jwks_url and not auth.jwt_secret:
         raise ConfigError(
-            "ECHONATS_JWT_JWKS_URL: set, so the gateway only accepts the issuer's tokens; "
-            "get one from the issuer instead of `echonats token`"
+            "ECHONATS_JWT_JWKS_URL: set without ECHONATS_JWT_SECRET, so the gateway only accepts the "
+            "issuer's tokens; get one from the issuer, or set a secret for development tokens"
         )
     now = int(time.time())
     claims: dict[str, object] = {

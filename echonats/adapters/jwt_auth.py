@@ -49,8 +49,8 @@ class _SigningKey:
 class JwtVerifier:
     """``TokenVerifier`` over pyjwt: HS256 with ``ECHONATS_JWT_SECRET``, or an OIDC issuer's JWKS.
 
-    With ``jwks_url`` set only asymmetric algorithms (:data:`JWKS_ALGORITHMS`) are accepted and the
-    secret is ignored. Keys are cached by ``kid``; an unknown ``kid`` refetches the JWKS, and a set
+    With ``jwks_url`` set, asymmetric algorithms (:data:`JWKS_ALGORITHMS`) are verified with the
+    issuer's keys; with a secret set (as well), HS256 with the secret only. Keys are cached by ``kid``; an unknown ``kid`` refetches the JWKS, and a set
     older than ``jwks_max_age_s`` is refreshed (so removed keys stop verifying), but fetches are
     attempted at most once per ``jwks_refresh_min_interval_s`` however many tokens ask. Fetches run
     in a worker thread (pyjwt's client is blocking urllib) under one lock, so concurrent callers
@@ -79,8 +79,9 @@ class JwtVerifier:
         self._jwks_url = auth.jwks_url or None
         self._jwks_client: jwt.PyJWKClient | None = None
         self._secret: str | None = None
+        algorithms: set[str] = set()
         if self._jwks_url:
-            self._algorithms = JWKS_ALGORITHMS
+            algorithms |= JWKS_ALGORITHMS
             try:
                 # No pyjwt-side caching or cooldown: this class owns both, so it can do them off the loop.
                 self._jwks_client = jwt.PyJWKClient(
@@ -88,16 +89,19 @@ class JwtVerifier:
                 )
             except jwt.PyJWKClientError as exc:
                 raise ConfigError(f"ECHONATS_JWT_JWKS_URL: {exc}") from exc
-        elif auth.jwt_secret:
+        if auth.jwt_secret:
             if len(auth.jwt_secret.encode()) < MIN_SECRET_BYTES:
                 raise ConfigError(f"ECHONATS_JWT_SECRET: must be at least {MIN_SECRET_BYTES} bytes for HS256")
-            self._algorithms = SECRET_ALGORITHMS
+            # Next to an issuer's keys too: development tokens keep working (`echonats token`).
+            # HS256 is only ever verified with this secret, never with key material from the JWKS.
+            algorithms |= SECRET_ALGORITHMS
             self._secret = auth.jwt_secret
-        else:
+        if not algorithms:
             raise ConfigError(
                 "ECHONATS_JWT_SECRET: not set, and neither is ECHONATS_JWT_JWKS_URL; one of them is needed "
                 "to verify tokens"
             )
+        self._algorithms = frozenset(algorithms)
 
         require = ["sub", "exp"]
         if self._issuer:
@@ -124,8 +128,9 @@ class JwtVerifier:
         if not isinstance(alg, str) or alg not in self._algorithms:
             raise Unauthenticated("token algorithm is not supported")
         key: str | rsa.RSAPublicKey | ec.EllipticCurvePublicKey
-        if self._secret is not None:
-            key, algorithms = self._secret, self._algorithms
+        if alg in SECRET_ALGORITHMS:
+            assert self._secret is not None  # HS256 is accepted only with a secret
+            key, algorithms = self._secret, SECRET_ALGORITHMS
         else:
             signing_key = await self._jwks_key(header.get("kid"))
             if alg not in signing_key.algorithms:

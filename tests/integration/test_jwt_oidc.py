@@ -219,12 +219,22 @@ async def test_valid_tokens_are_accepted(
     assert jwks_server.state.requests == 1  # the key set is cached
 
 
-async def test_secret_is_ignored_when_a_jwks_url_is_set(jwks_server: JwksServer, keys: Keys) -> None:
+async def test_secret_and_jwks_each_verify_only_their_own_algorithms(
+    jwks_server: JwksServer, keys: Keys
+) -> None:
     secret = "integration-test-secret-0123456789abcdef"
     verifier = _verifier(jwks_server.url, FakeClock(), jwt_secret=secret)
     assert (await verifier.verify(_sign(keys.rsa1, "rsa-1", "RS256"))).user_id == "kc-user-1"
+    assert (await verifier.verify(_sign(secret, "rsa-1", "HS256"))).user_id == "kc-user-1"
+    # Algorithm confusion: an HMAC keyed with the issuer's public key (known to all) is not the secret.
+    pem = keys.rsa1.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}).encode())
+    signing_input = f"{header}.{_b64(json.dumps(_claims()).encode())}"
+    signature = hmac.new(pem, signing_input.encode(), hashlib.sha256).digest()
+    with pytest.raises(Unauthenticated, match=r"^token signature is invalid$"):
+        await verifier.verify(f"{signing_input}.{_b64(signature)}")
     with pytest.raises(Unauthenticated, match=r"^token algorithm is not supported$"):
-        await verifier.verify(_sign(secret, "rsa-1", "HS256"))
+        await _verifier(jwks_server.url, FakeClock()).verify(_sign(secret, "rsa-1", "HS256"))
 
 
 async def test_fetch_does_not_block_the_event_loop(

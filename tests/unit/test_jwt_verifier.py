@@ -257,9 +257,20 @@ async def test_non_numeric_exp(verifier: JwtVerifier) -> None:
     await _rejected(verifier, _token(_claims(exp="tomorrow")), "^token is malformed$")
 
 
-async def test_jwks_mode_rejects_hs256_before_any_fetch() -> None:
+async def test_jwks_mode_without_a_secret_rejects_hs256_before_any_fetch() -> None:
     # Port 9 (discard) on loopback: if the verifier tried to fetch, the message would say so.
-    auth = AuthSettings(jwt_secret=SECRET, jwks_url="http://127.0.0.1:9/certs")
-    verifier = JwtVerifier(auth)
+    verifier = JwtVerifier(AuthSettings(jwks_url="http://127.0.0.1:9/certs"))
     token = mint_dev_token(AuthSettings(jwt_secret=SECRET), tenant_id=None, user_id="u")
     await _rejected(verifier, token, "^token algorithm is not supported$")
+
+
+async def test_development_tokens_verify_next_to_an_issuers_keys_without_a_fetch() -> None:
+    # The compatibility rule: `echonats token` keeps working when a JWKS URL is set as well. Port 9
+    # refuses: an HS256 token must be verified with the secret alone, never look at the JWKS.
+    auth = AuthSettings(jwt_secret=SECRET, jwks_url="http://127.0.0.1:9/certs")
+    principal = await JwtVerifier(auth).verify(mint_dev_token(auth, tenant_id=None, user_id="dev-user"))
+    assert principal.user_id == "dev-user"
+    forged = mint_dev_token(AuthSettings(jwt_secret="x" * 40), tenant_id=None, user_id="dev-user")
+    await _rejected(JwtVerifier(auth), forged, "^token signature is invalid$")
+
+
