@@ -162,6 +162,14 @@ class GatewaySettings:
             maximum=300.0,
         ),
     )
+    self_service_workspaces: bool = field(
+        default=False,
+        metadata=env(
+            "ECHONATS_SELF_SERVICE_WORKSPACES",
+            "Users of tokens without a tenant claim may create workspaces and join any by its id "
+            "(Discord-style; EchoPulse's front-end needs it).",
+        ),
+    )
     cors_origins: str = field(
         default="",
         metadata=env(

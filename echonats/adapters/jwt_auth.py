@@ -47,14 +47,15 @@ class _SigningKey:
 
 
 class JwtVerifier:
-    """``TokenVerifier`` over pyjwt: HS256 with ``ECHONATS_JWT_SECRET``, or an OIDC issuer's JWKS.
+    """``TokenVerifier`` over pyjwt: HS256 with ``ECHONATS_JWT_SECRET``, and/or an OIDC issuer's JWKS.
 
     With ``jwks_url`` set, asymmetric algorithms (:data:`JWKS_ALGORITHMS`) are verified with the
-    issuer's keys; with a secret set (as well), HS256 with the secret only. Keys are cached by ``kid``; an unknown ``kid`` refetches the JWKS, and a set
-    older than ``jwks_max_age_s`` is refreshed (so removed keys stop verifying), but fetches are
-    attempted at most once per ``jwks_refresh_min_interval_s`` however many tokens ask. Fetches run
-    in a worker thread (pyjwt's client is blocking urllib) under one lock, so concurrent callers
-    share them. When the issuer is unreachable, cached keys keep verifying.
+    issuer's keys; with a secret set (as well), HS256 with the secret only, never with JWKS keys.
+    Keys are cached by ``kid``; an unknown ``kid`` refetches the JWKS, and a set older than
+    ``jwks_max_age_s`` is refreshed (so removed keys stop verifying), but fetches are attempted at
+    most once per ``jwks_refresh_min_interval_s`` however many tokens ask. Fetches run in a worker
+    thread (pyjwt's client is blocking urllib) under one lock, so concurrent callers share them.
+    When the issuer is unreachable, cached keys keep verifying.
     """
 
     def __init__(

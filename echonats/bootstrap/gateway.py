@@ -89,7 +89,9 @@ def create_gateway_app(settings: Settings) -> Litestar:
                 user_burst=settings.realtime.rate_user_burst,
                 resend_window_s=DUPLICATE_WINDOW.total_seconds(),  # resends within it are free
             )
-            services = build_services(resources, limiter)
+            services = build_services(
+                resources, limiter, self_service_workspaces=settings.gateway.self_service_workspaces
+            )
             async with realtime_for(settings, resources, services, verifier) as realtime:
                 app.state.resources = resources
                 app.state.services = services

@@ -82,11 +82,14 @@ async def prepare_streams(settings: Settings, resources: Resources) -> None:
     )
 
 
-def build_services(resources: Resources, limiter: RateLimiter | None = None) -> Services:
+def build_services(
+    resources: Resources, limiter: RateLimiter | None = None, *, self_service_workspaces: bool = False
+) -> Services:
     return Services.build(
         store=PostgresStore(resources.pg),
         log=JetStreamMessageLog(resources.nats),
         # Publish after commit, then the store drops the outbox rows of what got out.
         publisher=PublishThenForget(JetStreamEventPublisher(resources.nats), PostgresOutbox(resources.pg)),
         limiter=limiter,
+        self_service_workspaces=self_service_workspaces,
     )

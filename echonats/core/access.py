@@ -70,6 +70,8 @@ class ChannelAccess:
         self._allowed: dict[tuple[uuid.UUID, str], tuple[Channel, float]] = {}
         self._lookups = _SingleFlight()
         self._generation = 0  # bumped by every eviction (see the module docstring)
+        # A channel never moves to another tenant, so its tenant is kept until evicted for room.
+        self._tenants: dict[uuid.UUID, uuid.UUID] = {}
 
     async def readable(self, caller: Caller, channel_id: uuid.UUID, *, fresh: bool = False) -> Channel:
         """The channel, if the caller may read and post in it; NotFound otherwise.
@@ -116,7 +118,21 @@ class ChannelAccess:
         self._allowed[key] = (channel, now + self._ttl_s)
         return channel
 
+    async def tenant_of(self, channel_id: uuid.UUID) -> uuid.UUID | None:
+        """The channel's tenant (None: no such channel), for callers whose token names none."""
+        tenant_id = self._tenants.get(channel_id)
+        if tenant_id is not None:
+            return tenant_id
+        async with self._store.read() as tx:
+            tenant_id = await tx.workspaces.tenant_of_channel(channel_id)
+        if tenant_id is not None:
+            if len(self._tenants) >= self._max_entries:
+                self._tenants.pop(next(iter(self._tenants)))
+            self._tenants[channel_id] = tenant_id
+        return tenant_id
+
     def forget_channel(self, channel_id: uuid.UUID) -> None:
+        self._tenants.pop(channel_id, None)
         self._generation += 1
         for key in [k for k in self._allowed if k[0] == channel_id]:
             del self._allowed[key]
@@ -192,3 +208,7 @@ class MemberCache:
 
     def forget(self, tenant_id: uuid.UUID, user_id: str) -> None:
         self._members.pop((tenant_id, user_id), None)
+
+    def forget_tenant(self, tenant_id: uuid.UUID) -> None:
+        for key in [k for k in self._members if k[0] == tenant_id]:
+            del self._members[key]

@@ -132,11 +132,55 @@ class MembershipService:
         return member
 
     # -- callers ------------------------------------------------------------------------------------
-    async def resolve(self, principal: Principal) -> Caller:
-        """The caller's active membership; first-time users valid for the tenant are provisioned."""
-        tenant_id = principal.tenant_id
+    async def resolve(self, principal: Principal, tenant_id: uuid.UUID | None = None) -> Caller:
+        """The caller's active membership in ``tenant_id`` (default: the token's tenant).
+
+        A token with a tenant claim is bound to that tenant (another one is not found) and its
+        first-time users are provisioned there. A token without one is a user across workspaces
+        (D51): each request names its tenant, and only an existing membership counts (a workspace
+        the user is not in, or was removed from, is not found: its existence is not revealed)."""
+        if principal.tenant_id is not None:
+            if tenant_id is not None and tenant_id != principal.tenant_id:
+                raise NotFound("workspace not found")
+            return await self._resolve_claimed(principal, principal.tenant_id)
         if tenant_id is None:
             raise Forbidden("the token carries no tenant")
+        member = await self._active_member(tenant_id, principal.user_id)
+        if member is None:
+            raise NotFound("workspace not found")
+        return Caller(principal, member)
+
+    async def resolve_in_channel(self, principal: Principal, channel_id: uuid.UUID) -> Caller:
+        """The caller's membership in the channel's tenant. For a token without a tenant claim
+        the channel names the tenant; a channel of a workspace the user is not in is not found,
+        exactly like one that does not exist."""
+        if principal.tenant_id is not None:
+            return await self.resolve(principal)
+        tenant_id = await self._access.tenant_of(channel_id)
+        if tenant_id is None:
+            raise NotFound("channel not found")
+        try:
+            return await self.resolve(principal, tenant_id)
+        except NotFound:
+            raise NotFound("channel not found") from None
+
+    async def _active_member(self, tenant_id: uuid.UUID, user_id: str) -> Member | None:
+        cached = self.members.get(tenant_id, user_id)
+        if cached is not None:
+            return cached
+        try:
+            async with self._store.read() as tx:
+                state = await tx.members.state(tenant_id, user_id)
+        except Unavailable:
+            stale = self.members.get(tenant_id, user_id, stale_ok=True)
+            if stale is None:
+                raise
+            return stale  # known member; the database is down for a moment
+        if state.member is not None:
+            self.members.put(state.member)
+        return state.member
+
+    async def _resolve_claimed(self, principal: Principal, tenant_id: uuid.UUID) -> Caller:
         cached = self.members.get(tenant_id, principal.user_id)
         if cached is not None:
             return Caller(principal, cached)

@@ -204,6 +204,21 @@ class ConversationRepo(Protocol):
     async def member_count(self, channel_id: uuid.UUID) -> int: ...
 
 
+class WorkspaceRepo(Protocol):
+    """A user's workspaces across tenants (tokens without a tenant claim), and deleting one."""
+
+    async def memberships_of(self, user_id: str) -> list[tuple[Tenant, Member]]:
+        """The user's active memberships, oldest first."""
+        ...
+
+    async def tenant_of_channel(self, channel_id: uuid.UUID) -> uuid.UUID | None: ...
+
+    async def delete(self, tenant_id: uuid.UUID) -> list[uuid.UUID]:
+        """Delete the tenant with its members, channels and messages; its channels' ids (none if
+        it did not exist)."""
+        ...
+
+
 class Outbox(Protocol):
     async def add(self, event: DomainEvent) -> None: ...
 
@@ -223,6 +238,8 @@ class Transaction(Protocol):
     def messages(self) -> MessageRepo: ...
     @property
     def conversations(self) -> ConversationRepo: ...
+    @property
+    def workspaces(self) -> WorkspaceRepo: ...
 
     @property
     def outbox(self) -> Outbox: ...
@@ -284,6 +301,10 @@ class MessageLog(Protocol):
         ...
 
     async def forget_channel(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None: ...
+
+    async def forget_tenant(self, tenant_id: uuid.UUID) -> None:
+        """Purge a deleted tenant's messages and domain events from the streams."""
+        ...
 
 
 class RateLimiter(Protocol):

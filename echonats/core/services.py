@@ -13,6 +13,7 @@ from echonats.core.membership import MembershipService
 from echonats.core.messaging import MessagingService
 from echonats.core.ports import Clock, EventPublisher, MessageLog, RateLimiter, Store
 from echonats.core.status import StatusService
+from echonats.core.workspaces import WorkspaceService
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,7 @@ class Services:
     changes: MessageChanges
     conversations: ConversationService
     status: StatusService
+    workspaces: WorkspaceService
     access: ChannelAccess
     tenant_limits: TenantLimitsCache
 
@@ -35,19 +37,24 @@ class Services:
         publisher: EventPublisher,
         clock: Clock | None = None,
         limiter: RateLimiter | None = None,
+        self_service_workspaces: bool = False,
     ) -> Services:
         clock = clock or UtcClock()
         sink = EventSink(store, publisher)
         access = ChannelAccess(store)
         tenant_limits = TenantLimitsCache(store)
         messaging = MessagingService(store, log, access, clock, limiter=limiter, tenants=tenant_limits)
+        membership = MembershipService(store, sink, clock, access)
         return cls(
-            membership=MembershipService(store, sink, clock, access),
+            membership=membership,
             channels=ChannelService(store, sink, clock, log, access),
             messaging=messaging,
             changes=MessageChanges(store, access, messaging.reader, clock),
             conversations=ConversationService(store, sink, clock, access, messaging.reader),
             status=StatusService(store, sink, clock, access),
+            workspaces=WorkspaceService(
+                store, sink, clock, log, access, membership, self_service=self_service_workspaces
+            ),
             access=access,
             tenant_limits=tenant_limits,
         )

@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from echonats import __version__
 from echonats.gateway.auth import AUTH_DEPENDENCIES
 from echonats.gateway.conversation_routes import CONVERSATION_CONTROLLERS
+from echonats.gateway.echopulse_routes import ECHOPULSE_CONTROLLERS
 from echonats.gateway.errors import EXCEPTION_HANDLERS
 from echonats.gateway.health import health, metrics, ready
 from echonats.gateway.media_type import require_json_body
@@ -36,7 +37,7 @@ def build_app(
         CORSConfig(
             allow_origins=list(cors_origins),
             allow_credentials=True,
-            allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-Id", "Echonats-Tenant"],
             expose_headers=["X-Request-Id", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"],
         )
         if cors_origins
@@ -53,6 +54,7 @@ def build_app(
             *CONTROLLERS,
             MessageController,
             *CONVERSATION_CONTROLLERS,
+            *ECHOPULSE_CONTROLLERS,
         ],
         dependencies=AUTH_DEPENDENCIES,
         guards=[require_json_body],

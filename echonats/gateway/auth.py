@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
+import uuid
 from typing import Any
 
 from litestar import Request
@@ -13,7 +14,7 @@ from litestar.di import Provide
 from echonats.core.caller import Caller
 from echonats.core.services import Services
 from echonats.model import PLATFORM_ADMIN_ROLE, Principal
-from echonats.model.errors import Unauthenticated
+from echonats.model.errors import Unauthenticated, ValidationFailed
 
 # The static admin token stands for a platform administrator without a tenant.
 STATIC_ADMIN = Principal(
@@ -55,9 +56,34 @@ async def provide_principal(request: Request[Any, Any, Any], state: State) -> Pr
     return await authenticate(bearer_token(request.headers.get("authorization")), state)
 
 
-async def provide_caller(principal: Principal, state: State) -> Caller:
+TENANT_HEADER = "echonats-tenant"
+
+
+async def provide_caller(request: Request[Any, Any, Any], principal: Principal, state: State) -> Caller:
+    """The caller's membership. A token without a tenant claim acts in the workspace of the path:
+    a channel's own (``/channels/{channelId}``), a server's (``/api/servers/{serverId}``), else
+    the one named by the ``Echonats-Tenant`` header (D51)."""
     services: Services = state.services
+    if principal.tenant_id is None:
+        params = request.path_params
+        channel_id = params.get("channel_id")
+        if isinstance(channel_id, uuid.UUID):
+            return await services.membership.resolve_in_channel(principal, channel_id)
+        tenant_id = params.get("server_id")
+        if not isinstance(tenant_id, uuid.UUID):
+            tenant_id = _tenant_header(request.headers.get(TENANT_HEADER))
+        if tenant_id is not None:
+            return await services.membership.resolve(principal, tenant_id)
     return await services.membership.resolve(principal)
+
+
+def _tenant_header(value: str | None) -> uuid.UUID | None:
+    if not value:
+        return None
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        raise ValidationFailed("the Echonats-Tenant header must be a tenant id (UUID)") from None
 
 
 async def provide_services(state: State) -> Services:

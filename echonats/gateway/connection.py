@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +30,7 @@ from echonats.core.caller import Caller
 from echonats.gateway import protocol as p
 from echonats.gateway.socket_errors import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED
 from echonats.gateway.ws_framing import FrameSink, text_frame
-from echonats.model import Entry
+from echonats.model import Entry, Principal
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +46,27 @@ MAX_COALESCED_FRAMES = 256
 class Connection:
     def __init__(
         self,
-        caller: Caller,
+        caller: Caller | None,
         send: Send,
         *,
+        principal: Principal | None = None,
         sink: FrameSink,
         coalescer: WriteCoalescer,
         max_queue: int,
         close_timeout_s: float = 5.0,
     ) -> None:
         self.id = uuid.uuid4().hex
-        self.caller = caller
-        self.channels: set[uuid.UUID] = set()
+        # The workspace the socket is bound to (a token with a tenant claim, or the JSON protocol);
+        # None for a STOMP session of a token without one, which reads each channel under the
+        # membership of the channel's own workspace (D51).
+        self.home = caller
+        if principal is None:
+            assert caller is not None, "a connection needs a caller or a principal"
+            principal = caller.principal
+        self.principal = principal
+        self.channels: dict[uuid.UUID, Caller] = {}  # subscribed channels, with the membership read under
+        # What to do when the user loses one of its workspaces (None: the socket is closed, 4003).
+        self.on_tenant_lost: Callable[[uuid.UUID], None] | None = None
         self.last_active = time.time()
         self._send = send  # ASGI send: the close handshake stays with the server
         self._sink = sink
@@ -90,8 +101,14 @@ class Connection:
             raise TypeError(f"{cls.__name__} must render {', '.join(missing)} (or define it to do nothing)")
 
     @property
+    def caller(self) -> Caller:
+        if self.home is None:
+            raise RuntimeError("a connection across workspaces has no single caller: use its channel's")
+        return self.home
+
+    @property
     def user_id(self) -> str:
-        return self.caller.user_id
+        return self.principal.user_id
 
     @property
     def tenant_id(self) -> uuid.UUID:

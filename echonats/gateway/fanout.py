@@ -19,6 +19,7 @@ from typing import Any
 
 from echonats import metrics
 from echonats.core.access import ChannelAccess
+from echonats.core.caller import Caller
 from echonats.core.ports import Interest, LiveFeed, MessageLog, TypingNotice
 from echonats.gateway.connection import Connection, SharedFrames
 from echonats.model import Entry, PresenceChange
@@ -36,6 +37,8 @@ class _Waiting:
     messages wait in ``buffer``. ``revoked`` is set when a revocation for its user arrives meanwhile:
     the decision under way may rest on a read from before that revocation was committed, so it is
     taken again from the database before the socket goes live."""
+
+    caller: Caller  # the membership the socket reads the channel under
 
     buffer: list[Entry] = field(default_factory=list)
     revoked: bool = False
@@ -74,11 +77,15 @@ class Hub:
         self._replay_limit = replay_limit
         self._channels: dict[ChannelKey, _Channel] = {}
         self._tenants: dict[uuid.UUID, _Tenant] = {}
+        self._roaming: set[Connection] = set()  # sockets bound to no workspace (``Connection.home``)
         self._tasks: set[asyncio.Task[None]] = set()  # access re-checks after revocations
 
     # -- connections ---------------------------------------------------------------------------------
     async def attach(self, conn: Connection) -> None:
         metrics.ws_connections.inc()
+        if conn.home is None:
+            self._roaming.add(conn)  # no presence: it is not in one workspace
+            return
         tenant = self._tenants.get(conn.tenant_id)
         if tenant is None:
             tenant = self._tenants[conn.tenant_id] = _Tenant()
@@ -89,6 +96,9 @@ class Hub:
         metrics.ws_connections.dec()
         for channel_id in list(conn.channels):
             await self.unsubscribe(conn, channel_id)
+        if conn.home is None:
+            self._roaming.discard(conn)
+            return
         tenant = self._tenants.get(conn.tenant_id)
         if tenant is not None:
             tenant.sockets.discard(conn)
@@ -96,13 +106,17 @@ class Hub:
                 del self._tenants[conn.tenant_id]
                 await _cancel(tenant.interest)
 
-    def connections_of(self, tenant_id: uuid.UUID, user_id: str) -> list[Connection]:
+    def connections_of(self, tenant_id: uuid.UUID, user_id: str | None = None) -> list[Connection]:
+        """The sockets bound to the tenant (of ``user_id``, or every user's)."""
         tenant = self._tenants.get(tenant_id)
-        return [c for c in tenant.sockets if c.user_id == user_id] if tenant else []
+        if tenant is None:
+            return []
+        return [c for c in tenant.sockets if user_id is None or c.user_id == user_id]
 
     def receives(self, conn: Connection, channel_id: uuid.UUID) -> bool:
         """Whether ``conn`` is receiving the channel live (its access decided, not revoked)."""
-        channel = self._channels.get((conn.tenant_id, channel_id))
+        caller = conn.channels.get(channel_id)
+        channel = self._channels.get((caller.tenant_id, channel_id)) if caller else None
         return channel is not None and conn in channel.sockets
 
     def subscribers(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> list[Connection]:
@@ -117,9 +131,11 @@ class Hub:
                 await self._repair_gap(channel, channel.last_id + 1, None)
 
     # -- subscribing ---------------------------------------------------------------------------------
-    async def subscribe(self, conn: Connection, channel_id: uuid.UUID, since: int | None) -> None:
-        """Start delivering a channel to ``conn`` if its caller may read it (NotFound otherwise);
-        with ``since``, first replay every later message.
+    async def subscribe(
+        self, conn: Connection, channel_id: uuid.UUID, since: int | None, caller: Caller | None = None
+    ) -> None:
+        """Start delivering a channel to ``conn`` if ``caller`` (default: the socket's) may read it
+        (NotFound otherwise); with ``since``, first replay every later message.
 
         The socket is registered (deliveries wait) before access is decided, and goes live only
         after a decision that no revocation overtook: a removal that races with this subscribe
@@ -127,9 +143,10 @@ class Hub:
         if channel_id in conn.channels:
             conn.send_subscribed(channel_id)
             return
-        channel = await self._channel(conn.tenant_id, channel_id)
-        waiting = channel.waiting[conn] = _Waiting()
-        conn.channels.add(channel_id)
+        caller = caller or conn.caller
+        channel = await self._channel(caller.tenant_id, channel_id)
+        waiting = channel.waiting[conn] = _Waiting(caller)
+        conn.channels[channel_id] = caller
         announced = False
         try:
             if not await self._authorize(conn, channel, waiting, fresh=False):
@@ -171,7 +188,7 @@ class Hub:
         stopped waiting meanwhile (unsubscribed, closed, or the channel was deleted)."""
         while True:
             waiting.revoked = False
-            await self._access.readable(conn.caller, channel.channel_id, fresh=fresh)
+            await self._access.readable(waiting.caller, channel.channel_id, fresh=fresh)
             if channel.waiting.get(conn) is not waiting:
                 return False
             if not waiting.revoked:
@@ -198,8 +215,8 @@ class Hub:
         return None if more else messages
 
     async def unsubscribe(self, conn: Connection, channel_id: uuid.UUID) -> None:
-        conn.channels.discard(channel_id)
-        channel = self._channels.get((conn.tenant_id, channel_id))
+        caller = conn.channels.pop(channel_id, None)
+        channel = self._channels.get((caller.tenant_id, channel_id)) if caller else None
         if channel is None:
             return
         channel.sockets.discard(conn)
@@ -227,8 +244,20 @@ class Hub:
                 waiting.revoked = True  # whoever is deciding for it decides again
         for conn in [c for c in channel.sockets if c.user_id == user_id]:
             channel.sockets.discard(conn)
-            held = channel.waiting[conn] = _Waiting(revoked=True)
+            held = channel.waiting[conn] = _Waiting(conn.channels[channel_id], revoked=True)
             self._spawn(self._recheck(conn, channel, held))
+
+    def revoke_tenant(self, tenant_id: uuid.UUID, user_id: str | None) -> None:
+        """``user_id`` (None: everybody) is no longer in the tenant: sockets bound to it are closed
+        by the caller; sockets across workspaces lose its channels and are told (``on_tenant_lost``)."""
+        for conn in [c for c in self._roaming if user_id is None or c.user_id == user_id]:
+            for channel_id, caller in list(conn.channels.items()):
+                channel = self._channels.get((tenant_id, channel_id))
+                if caller.tenant_id == tenant_id and channel is not None:
+                    self._drop(channel, conn)
+                    self._spawn(self._release_if_unused(channel))
+            if conn.on_tenant_lost is not None:
+                conn.on_tenant_lost(tenant_id)
 
     async def _recheck(self, conn: Connection, channel: _Channel, waiting: _Waiting) -> None:
         try:
@@ -247,7 +276,7 @@ class Hub:
     def _drop(self, channel: _Channel, conn: Connection) -> None:
         channel.sockets.discard(conn)
         channel.waiting.pop(conn, None)
-        conn.channels.discard(channel.channel_id)
+        conn.channels.pop(channel.channel_id, None)
         conn.send_unsubscribed(channel.channel_id)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:

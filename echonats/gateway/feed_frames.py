@@ -114,8 +114,14 @@ def audience(event: DomainEvent, user_id: str, receives: Callable[[uuid.UUID], b
             return mention.user_id == user_id
         case ev.MemberStatusChanged():
             return True  # the whole workspace sees a member's status
-        case ev.MemberJoined() | ev.MemberLeft() | ev.MemberRoleChanged() | ev.TenantLimitsUpdated():
-            return False
+        case (
+            ev.MemberJoined()
+            | ev.MemberLeft()
+            | ev.MemberRoleChanged()
+            | ev.TenantLimitsUpdated()
+            | ev.TenantDeleted()
+        ):
+            return False  # a deleted workspace's sockets are closed (4003)
         case _:
             assert_never(event)
 
@@ -159,7 +165,13 @@ def render(event: DomainEvent, feed_id: int) -> bytes | None:
                 text=st.text,
                 expires_at=st.expires_at,
             )
-        case ev.MemberJoined() | ev.MemberLeft() | ev.MemberRoleChanged() | ev.TenantLimitsUpdated():
+        case (
+            ev.MemberJoined()
+            | ev.MemberLeft()
+            | ev.MemberRoleChanged()
+            | ev.TenantLimitsUpdated()
+            | ev.TenantDeleted()
+        ):
             return None
         case _:
             assert_never(event)

@@ -27,6 +27,7 @@ REVOKING = (
     ev.MEMBER_LEFT,
     ev.MEMBER_ROLE_CHANGED,
     ev.TENANT_LIMITS_UPDATED,
+    ev.TENANT_DELETED,
 )
 
 
@@ -45,6 +46,11 @@ def apply_event(
             access.forget_channel(channel.channel_id)
         case ev.ChannelMemberRemoved(payload=removed):
             access.forget_member(removed.channel_id, removed.user_id)
+        case ev.TenantDeleted(payload=deleted):
+            limits.forget(event.tenant_id)
+            members.forget_tenant(event.tenant_id)
+            for channel_id in deleted.channel_ids:
+                access.forget_channel(channel_id)
         case (
             ev.ChannelCreated()
             | ev.ChannelUpdated()
@@ -67,6 +73,13 @@ def revoke_live_access(hub: Hub, event: DomainEvent) -> None:
         case ev.MemberLeft(payload=left):
             for conn in hub.connections_of(event.tenant_id, left.user_id):
                 conn.close(CLOSE_FORBIDDEN, "no longer a member of this workspace")
+            hub.revoke_tenant(event.tenant_id, left.user_id)
+        case ev.TenantDeleted(payload=deleted):
+            for conn in hub.connections_of(event.tenant_id):
+                conn.close(CLOSE_FORBIDDEN, "the workspace was deleted")
+            for channel_id in deleted.channel_ids:
+                hub.revoke_channel(event.tenant_id, channel_id)
+            hub.revoke_tenant(event.tenant_id, None)
         case ev.ChannelDeleted(payload=channel):
             hub.revoke_channel(event.tenant_id, channel.channel_id)
         case ev.ChannelMemberRemoved(payload=removed):

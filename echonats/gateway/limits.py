@@ -80,9 +80,9 @@ class SocketCounter:
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._open: dict[tuple[uuid.UUID, str], int] = {}
+        self._open: dict[tuple[uuid.UUID | None, str], int] = {}
 
-    def acquire(self, tenant_id: uuid.UUID, user_id: str) -> bool:
+    def acquire(self, tenant_id: uuid.UUID | None, user_id: str) -> bool:
         """Count one more socket of this user, unless that would exceed the limit (then False)."""
         key = (tenant_id, user_id)
         count = self._open.get(key, 0)
@@ -91,7 +91,7 @@ class SocketCounter:
         self._open[key] = count + 1
         return True
 
-    def release(self, tenant_id: uuid.UUID, user_id: str) -> None:
+    def release(self, tenant_id: uuid.UUID | None, user_id: str) -> None:
         key = (tenant_id, user_id)
         count = self._open.get(key, 0) - 1
         if count > 0:

@@ -37,6 +37,8 @@ class PresenceTracker:
                 await self._task
 
     async def connected(self, conn: Connection) -> None:
+        if conn.home is None:
+            return  # a socket across workspaces (STOMP) is online in none of them in particular
         self._connections.add(conn)
         try:
             change = await self.store.connect(_beat(conn))
@@ -46,6 +48,8 @@ class PresenceTracker:
         await self._publish([change] if change else [])
 
     async def disconnected(self, conn: Connection) -> None:
+        if conn.home is None:
+            return
         self._connections.discard(conn)
         try:
             change = await self.store.disconnect(conn.tenant_id, conn.user_id, conn.id)

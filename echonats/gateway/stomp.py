@@ -55,13 +55,14 @@ from echonats.core.ports import Interest, OnEvent
 from echonats.gateway import stomp_frames as sf
 from echonats.gateway.auth import authenticate, bearer_token, unexpired
 from echonats.gateway.connection import Connection
+from echonats.gateway.echopulse_shapes import event_body
 from echonats.gateway.socket_errors import close_code as _close_code
 from echonats.gateway.socket_errors import stomp_error_frame
 from echonats.gateway.stomp_connection import StompConnection
 from echonats.gateway.stomp_frames import Frame
 from echonats.gateway.ws import Realtime
 from echonats.gateway.ws_framing import release_handshake
-from echonats.model import DomainEvent
+from echonats.model import DomainEvent, Principal
 from echonats.model import events as ev
 from echonats.model.errors import EchonatsError, Forbidden, NotFound, ValidationFailed
 
@@ -80,6 +81,7 @@ class _Subscription:
     destination: str
     channel_id: uuid.UUID | None = None  # a hub-fed channel subscription
     events: Interest | None = None  # a domain-event destination
+    tenant_id: uuid.UUID | None = None  # the workspace of a domain-event destination
     # Neither: accepted but never delivers (unknown, unreadable or foreign destination).
 
 
@@ -104,11 +106,12 @@ class _Session:
         self.realtime: Realtime = self.state.realtime
         self.parser = sf.FrameParser(max_frame_bytes=self.realtime.max_frame_bytes)
         self.conn: StompConnection | None = None
-        self.admitted: Caller | None = None  # counted in the user's sockets of this gateway
+        self.admitted: Principal | None = None  # counted in the user's sockets of this gateway
         self.token: str | None = None
         self.subscriptions: dict[str, _Subscription] = {}
         self.receive_timeout_s: float | None = CONNECT_TIMEOUT_S
         self._heartbeats: asyncio.Task[None] | None = None
+        self._dropping: set[asyncio.Task[None]] = set()  # event interests being cancelled
 
     async def run(self) -> None:
         context: dict[str, str] = {}
@@ -117,7 +120,7 @@ class _Session:
                 for frame in await self._receive():
                     if self.conn is None:
                         conn = await self._connect(frame)
-                        context = {"connection_id": conn.id, "tenant": str(conn.tenant_id)}
+                        context = {"connection_id": conn.id, "tenant": str(conn.principal.tenant_id)}
                         log.info("stomp connected", extra=context)
                     else:
                         self.conn.last_active = time.time()
@@ -161,12 +164,17 @@ class _Session:
         )
         try:
             principal = unexpired(await authenticate(self.token, self.state))
-            caller = await self.realtime.services.membership.resolve(principal)
-            self.realtime.admit(caller)
+            # A token with a tenant claim binds the session to it; one without serves every
+            # workspace of its user, each frame checked in the workspace of its channel (D51).
+            caller = None
+            if principal.tenant_id is not None:
+                caller = await self.realtime.services.membership.resolve(principal)
+            self.realtime.admit(principal)
         except EchonatsError as exc:
             await self._fail(sf.error_frame(exc.message, code=exc.code), _close_code(exc))
-        self.admitted = caller
-        conn = self.realtime.connection(caller, self.socket, StompConnection)
+        self.admitted = principal
+        conn = self.realtime.connection(caller, self.socket, StompConnection, principal)
+        conn.on_tenant_lost = self._tenant_lost
         # Registered before CONNECTED goes out: once a client is connected, it is reachable.
         await self.realtime.hub.attach(conn)
         self.conn = conn
@@ -222,8 +230,9 @@ class _Session:
                 body = frame.body.decode()
             except UnicodeDecodeError:
                 raise ValidationFailed("the body must be UTF-8 text") from None
+            caller = await self._caller_in(conn, channel_id)
             message = await self.realtime.services.messaging.send(
-                conn.caller, channel_id, body=body, nonce=frame.get("nonce")
+                caller, channel_id, body=body, nonce=frame.get("nonce")
             )
         except EchonatsError as exc:
             # A refused message is not a broken session: it stays open (see the module docstring).
@@ -245,24 +254,55 @@ class _Session:
             if (channel_id := sf.channel_destination(destination, send=False)) is not None:
                 with contextlib.suppress(NotFound):  # unreadable: accepted, never delivers
                     if channel_id not in conn.channels:  # new, or revoked since: ask again
-                        await self.realtime.hub.subscribe(conn, channel_id, None)  # checks access
+                        caller = await self._caller_in(conn, channel_id)
+                        await self.realtime.hub.subscribe(conn, channel_id, None, caller)  # checks access
                     subscription.channel_id = channel_id
                     conn.channel_subscriptions.setdefault(channel_id, []).append(sf.escape(sub_id))
-            elif event is not None and event[0] == conn.tenant_id:  # only the caller's own tenant
+            elif event is not None and await self._member_of(conn, event[0]):  # only the user's tenants
                 on_event = self._event_callback(conn, sf.escape(sub_id), destination)
-                subscription.events = await self.realtime.feed.watch_events(
-                    conn.tenant_id, [event[1]], on_event
-                )
+                subscription.tenant_id = event[0]
+                subscription.events = await self.realtime.feed.watch_events(event[0], [event[1]], on_event)
         except EchonatsError as exc:
             conn.offer(sf.error_frame(exc.message, code=exc.code, receipt=receipt))  # e.g. unavailable
             return
         self.subscriptions[sub_id] = subscription
 
-    def _event_callback(self, conn: Connection, sub_id: str, destination: str) -> OnEvent:
+    async def _caller_in(self, conn: StompConnection, channel_id: uuid.UUID) -> Caller:
+        """The membership a frame about ``channel_id`` acts under: the session's, or (across
+        workspaces) the user's in the channel's workspace, checked now (NotFound if none)."""
+        if conn.home is not None:
+            return conn.home
+        return await self.realtime.services.membership.resolve_in_channel(conn.principal, channel_id)
+
+    async def _member_of(self, conn: StompConnection, tenant_id: uuid.UUID) -> bool:
+        if conn.home is not None:
+            return tenant_id == conn.tenant_id
+        try:
+            await self.realtime.services.membership.resolve(conn.principal, tenant_id)
+        except NotFound:
+            return False
+        return True
+
+    def _tenant_lost(self, tenant_id: uuid.UUID) -> None:
+        """The user left (or lost) a workspace: its event destinations stop delivering at once
+        (channel subscriptions were ended by the hub); subscribing again checks membership anew."""
+        for subscription in self.subscriptions.values():
+            if subscription.tenant_id == tenant_id and subscription.events is not None:
+                self._spawn_drop(subscription.events)
+                subscription.events = None
+
+    def _spawn_drop(self, interest: Interest) -> None:
+        task = asyncio.create_task(interest.cancel())
+        self._dropping.add(task)
+        task.add_done_callback(self._dropping.discard)
+
+    @staticmethod
+    def _event_callback(conn: Connection, sub_id: str, destination: str) -> OnEvent:
         def on_event(event: DomainEvent) -> None:
-            if not _announced(event):
+            body = event_body(event)
+            if body is None or not _announced(event):
                 return
-            conn.offer(sf.event_message_frame(sub_id, destination, str(event.id), event.data))
+            conn.offer(sf.event_message_frame(sub_id, destination, str(event.id), body))
 
         return on_event
 
@@ -286,7 +326,7 @@ class _Session:
             return
         try:
             principal = unexpired(await authenticate(token, self.state))
-            if principal.tenant_id != conn.tenant_id or principal.user_id != conn.user_id:
+            if principal.tenant_id != conn.principal.tenant_id or principal.user_id != conn.user_id:
                 raise Forbidden("the frame's token is for another user than the session's")
         except EchonatsError as exc:
             await self._fail(sf.error_frame(exc.message, code=exc.code), _close_code(exc))
@@ -328,6 +368,8 @@ class _Session:
         if self.admitted is not None:
             self.realtime.release(self.admitted)
             self.admitted = None
+        for task in list(self._dropping):
+            await task
         if self._heartbeats is not None:
             self._heartbeats.cancel()
         for subscription in self.subscriptions.values():
@@ -368,7 +410,13 @@ def _announced(event: DomainEvent) -> bool:
             | ev.TenantLimitsUpdated()
         ):
             return True  # only members' joins and leaves have destinations (EVENT_DESTINATIONS)
-        case ev.DmOpened() | ev.ReadStateChanged() | ev.MessageMentioned() | ev.MemberStatusChanged():
-            return False  # one user's or a DM's own: never a tenant destination
+        case (
+            ev.DmOpened()
+            | ev.ReadStateChanged()
+            | ev.MessageMentioned()
+            | ev.MemberStatusChanged()
+            | ev.TenantDeleted()
+        ):
+            return False  # one user's or a DM's own, or no destination: never delivered
         case _:
             assert_never(event)

@@ -75,33 +75,41 @@ class Realtime:
     sockets: SocketCounter
     coalescer: WriteCoalescer = field(default_factory=WriteCoalescer)
 
-    def connection(self, caller: Caller, socket: WebSocket[Any, Any, Any], kind: type[C]) -> C:
-        """A hub connection for an accepted (or about to be) socket."""
+    def connection(
+        self,
+        caller: Caller | None,
+        socket: WebSocket[Any, Any, Any],
+        kind: type[C],
+        principal: Principal | None = None,
+    ) -> C:
+        """A hub connection for an accepted (or about to be) socket; ``caller`` None: one across
+        the workspaces of ``principal`` (STOMP, D51)."""
         sink = sink_for(socket.scope, socket.send)
         return kind(
             caller,
             socket.send,
+            principal=principal,
             sink=sink,
             coalescer=self.coalescer,
             max_queue=self.send_queue,
             close_timeout_s=self.close_timeout_s,
         )
 
-    def admit(self, caller: Caller) -> None:
+    def admit(self, principal: Principal) -> None:
         """Take one of the user's sockets on this gateway (give it back with ``release``)."""
-        if not self.sockets.acquire(caller.tenant_id, caller.user_id):
+        if not self.sockets.acquire(principal.tenant_id, principal.user_id):
             raise LimitExceeded("too many open connections for this user")
 
-    def release(self, caller: Caller) -> None:
-        self.sockets.release(caller.tenant_id, caller.user_id)
+    def release(self, principal: Principal) -> None:
+        self.sockets.release(principal.tenant_id, principal.user_id)
 
     @contextlib.asynccontextmanager
-    async def admitted(self, caller: Caller) -> AsyncIterator[None]:
-        self.admit(caller)
+    async def admitted(self, principal: Principal) -> AsyncIterator[None]:
+        self.admit(principal)
         try:
             yield
         finally:
-            self.release(caller)
+            self.release(principal)
 
 
 async def refused_upgrade(socket: WebSocket[Any, Any, Any], handshakes: HandshakeGuard) -> bool:
@@ -140,7 +148,7 @@ async def serve_json(socket: WebSocket[Any, Any, Any]) -> None:
         try:
             principal = unexpired(await authenticate(token, state))
             caller = await realtime.services.membership.resolve(principal)
-            await admission.enter_async_context(realtime.admitted(caller))
+            await admission.enter_async_context(realtime.admitted(principal))
         except (Unauthenticated, Forbidden, Unavailable, LimitExceeded) as exc:
             await socket.accept()  # close codes reach browsers; a refused upgrade's status does not
             await socket.close(*_close_for(exc))

@@ -34,6 +34,7 @@ DM_OPENED = "dm.opened"
 READ_STATE_CHANGED = "read_state.changed"
 MESSAGE_MENTIONED = "message.mentioned"
 MEMBER_STATUS_CHANGED = "member.status_changed"
+TENANT_DELETED = "tenant.deleted"  # EchoPulse: server.delete
 
 
 # -- what the events carry ("data" on the wire) ----------------------------------------------------
@@ -111,6 +112,11 @@ class StatusData(_Data, frozen=True):
     presence: str | None  # "away", "dnd" or None
     text: str
     expires_at: datetime | None
+
+
+class TenantDeletedData(_Data, frozen=True):
+    name: str
+    channel_ids: tuple[uuid.UUID, ...]  # what went with it: gateways stop delivering each
 
 
 class TenantLimitsData(_Data, frozen=True):
@@ -208,6 +214,11 @@ class MemberStatusChanged(Event, tag=MEMBER_STATUS_CHANGED, frozen=True):
     payload: StatusData = msgspec.field(name="data")
 
 
+class TenantDeleted(Event, tag=TENANT_DELETED, frozen=True):
+    TYPE = TENANT_DELETED
+    payload: TenantDeletedData = msgspec.field(name="data")
+
+
 DomainEvent = (
     ChannelCreated
     | ChannelUpdated
@@ -222,6 +233,7 @@ DomainEvent = (
     | ReadStateChanged
     | MessageMentioned
     | MemberStatusChanged
+    | TenantDeleted
 )
 
 

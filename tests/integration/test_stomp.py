@@ -367,9 +367,24 @@ async def test_domain_events_reach_server_subscribers(base: str, workspace: Work
         [joined] = await eli.messages(1, subscription="j")
     assert created.headers["destination"] == f"/servers/{tenant}/channels/created"
     expected = {"channelId": channel, "name": "launch", "topic": "", "isPrivate": False}
-    assert json.loads(created.body) == {"event": {**expected, "createdBy": workspace.owner_id}}
-    assert json.loads(deleted.body)["event"]["channelId"] == channel
-    assert json.loads(joined.body)["event"] == {"userId": "newbie", "displayName": "Newbie", "role": "member"}
+    # EchoPulse's shape (ids as {"value": ...}) with echonats' earlier fields beside it.
+    echopulse = {"id": {"value": channel}, "serverId": {"value": str(tenant)}}
+    assert json.loads(created.body) == {"event": {**echopulse, **expected, "createdBy": workspace.owner_id}}
+    assert json.loads(deleted.body)["event"]["id"] == {"value": channel}
+    member_role = {
+        "name": "member",
+        "description": "Reads and writes in the channels they can see.",
+        "color": "#95a5a6",
+        "permissions": [],
+    }
+    assert json.loads(joined.body)["event"] == {
+        "userId": {"value": "newbie"},
+        "serverId": {"value": str(tenant)},
+        "username": "Newbie",
+        "displayName": "Newbie",
+        "role": "member",
+        "roles": [member_role],
+    }
 
 
 async def test_two_subscription_ids_on_one_channel_both_deliver(base: str, workspace: Workspace) -> None:

@@ -485,6 +485,37 @@ def persist_entry(state: State, entry: Entry) -> None:
                 state.marks[target.id] = (edit_mark, entry.id)
 
 
+class InMemoryWorkspaces(_Repo):
+    async def memberships_of(self, user_id: str) -> list[tuple[Tenant, Member]]:
+        self._read("workspaces.memberships_of")
+        found = [
+            (self._s.tenants[t], Member(t, u, row.display_name, row.email, row.role, row.joined_at))
+            for (t, u), row in self._s.members.items()
+            if u == user_id and row.removed_at is None
+        ]
+        return sorted(found, key=lambda pair: (pair[1].joined_at, pair[0].id))
+
+    async def tenant_of_channel(self, channel_id: uuid.UUID) -> uuid.UUID | None:
+        self._read("workspaces.tenant_of_channel")
+        channel = self._s.channels.get(channel_id)
+        return channel.tenant_id if channel else None
+
+    async def delete(self, tenant_id: uuid.UUID) -> list[uuid.UUID]:
+        self._write("workspaces.delete")
+        if self._s.tenants.pop(tenant_id, None) is None:
+            return []
+        channel_ids = [c.id for c in self._s.channels.values() if c.tenant_id == tenant_id]
+        for channel_id in channel_ids:
+            del self._s.channels[channel_id]
+        s = self._s
+        s.members = {k: v for k, v in s.members.items() if k[0] != tenant_id}
+        s.channel_members = {k: v for k, v in s.channel_members.items() if v.tenant_id != tenant_id}
+        s.messages = {k: m for k, m in s.messages.items() if m.tenant_id != tenant_id}
+        s.reactions = {k: v for k, v in s.reactions.items() if k[0] in s.messages}
+        s.mentions = {m for m in s.mentions if m[2] in s.messages}
+        return channel_ids
+
+
 class InMemoryOutbox(_Repo):
     async def add(self, event: DomainEvent) -> None:
         self._write("outbox.add")
@@ -501,6 +532,7 @@ class InMemoryTransaction:
         self.channels = InMemoryChannelRepo(store, writable=writable)
         self.messages = InMemoryMessageRepo(store, writable=writable)
         self.conversations = InMemoryConversations(store, writable=writable)
+        self.workspaces = InMemoryWorkspaces(store, writable=writable)
         self.outbox = InMemoryOutbox(store, writable=writable)
 
 
@@ -578,6 +610,7 @@ class FakeMessageLog:
         self.stream: dict[int, Entry] = {}
         self.floor = 0  # every id at or below it is persisted (the persist consumer's ack floor)
         self.forgotten: list[tuple[uuid.UUID, uuid.UUID]] = []
+        self.forgotten_tenants: list[uuid.UUID] = []
         self.fail_with: EchonatsError | None = None
         self.read_fails_with: EchonatsError | None = None  # read_channel raises it
         self.reads: list[tuple[int, int]] = []  # read_channel's (start, limit), in call order
@@ -638,6 +671,11 @@ class FakeMessageLog:
         for entry_id in [
             i for i, e in self.stream.items() if e.tenant_id == tenant_id and e.channel_id == channel_id
         ]:
+            del self.stream[entry_id]
+
+    async def forget_tenant(self, tenant_id: uuid.UUID) -> None:
+        self.forgotten_tenants.append(tenant_id)
+        for entry_id in [i for i, e in self.stream.items() if e.tenant_id == tenant_id]:
             del self.stream[entry_id]
 
     # -- the persist worker -------------------------------------------------------------------------

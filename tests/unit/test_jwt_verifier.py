@@ -272,5 +272,3 @@ async def test_development_tokens_verify_next_to_an_issuers_keys_without_a_fetch
     assert principal.user_id == "dev-user"
     forged = mint_dev_token(AuthSettings(jwt_secret="x" * 40), tenant_id=None, user_id="dev-user")
     await _rejected(JwtVerifier(auth), forged, "^token signature is invalid$")
-
-

@@ -189,3 +189,13 @@ class JetStreamMessageLog:
             )
         except NATS_ERRORS as exc:
             log.warning("could not purge messages of deleted channel %s: %r", channel_id, exc)
+
+    async def forget_tenant(self, tenant_id: uuid.UUID) -> None:
+        for stream, subject in (
+            (subjects.MESSAGES_STREAM, subjects.tenant_message_subjects(tenant_id)),
+            (subjects.EVENTS_STREAM, subjects.tenant_event_subjects(tenant_id)),
+        ):
+            try:
+                await self._js.purge_stream(stream, subject=subject)
+            except NATS_ERRORS as exc:
+                log.warning("could not purge %s of deleted tenant %s: %r", stream, tenant_id, exc)

@@ -23,6 +23,11 @@ def message_subject(tenant_id: uuid.UUID, channel_id: uuid.UUID) -> str:
     return f"{ROOT}.{tenant_id}.ch.{channel_id}.msg"
 
 
+def tenant_message_subjects(tenant_id: uuid.UUID) -> str:
+    """Every channel's stored messages in one tenant (a filter for purging it)."""
+    return f"{ROOT}.{tenant_id}.ch.*.msg"
+
+
 def live_subject(tenant_id: uuid.UUID, channel_id: uuid.UUID | str) -> str:
     """Where the messages stream republishes a message once stored, with its sequence in headers."""
     return f"{ROOT}.{tenant_id}.ch.{channel_id}.live"

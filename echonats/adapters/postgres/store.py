@@ -13,6 +13,7 @@ from echonats.adapters.postgres.conversations import Conversations
 from echonats.adapters.postgres.errors import translated
 from echonats.adapters.postgres.messages import MessageHistory, delete_channel_messages
 from echonats.adapters.postgres.outbox import OutboxWriter
+from echonats.adapters.postgres.workspaces import Workspaces
 from echonats.core.ports import MembershipState, TenantLimits
 from echonats.model import (
     Channel,
@@ -360,6 +361,7 @@ class PgTransaction:
         self.channels = _Channels(conn)
         self.messages = MessageHistory(conn)
         self.conversations = Conversations(conn)
+        self.workspaces = Workspaces(conn)
         self.outbox = OutboxWriter(conn)
 
 
