@@ -64,14 +64,15 @@ async def provide_caller(request: Request[Any, Any, Any], principal: Principal, 
     a channel's own (``/channels/{channelId}``), a server's (``/api/servers/{serverId}``), else
     the one named by the ``Echonats-Tenant`` header (D51)."""
     services: Services = state.services
+    params = request.path_params
+    server_id = params.get("server_id")
+    if isinstance(server_id, uuid.UUID):  # a token bound to another tenant finds no such server
+        return await services.membership.resolve(principal, server_id)
     if principal.tenant_id is None:
-        params = request.path_params
         channel_id = params.get("channel_id")
         if isinstance(channel_id, uuid.UUID):
             return await services.membership.resolve_in_channel(principal, channel_id)
-        tenant_id = params.get("server_id")
-        if not isinstance(tenant_id, uuid.UUID):
-            tenant_id = _tenant_header(request.headers.get(TENANT_HEADER))
+        tenant_id = _tenant_header(request.headers.get(TENANT_HEADER))
         if tenant_id is not None:
             return await services.membership.resolve(principal, tenant_id)
     return await services.membership.resolve(principal)

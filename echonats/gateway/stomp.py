@@ -46,6 +46,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, NoReturn, assert_never
 
+import msgspec
 from litestar import WebSocket
 from litestar.datastructures import State
 
@@ -226,10 +227,7 @@ class _Session:
             channel_id = sf.channel_destination(destination, send=True)
             if channel_id is None:
                 raise NotFound(f"unknown destination {destination[:100]!r}; use /app/channels/{{channelId}}")
-            try:
-                body = frame.body.decode()
-            except UnicodeDecodeError:
-                raise ValidationFailed("the body must be UTF-8 text") from None
+            body = _message_text(frame)
             caller = await self._caller_in(conn, channel_id)
             message = await self.realtime.services.messaging.send(
                 caller, channel_id, body=body, nonce=frame.get("nonce")
@@ -380,6 +378,30 @@ class _Session:
             await self.realtime.hub.detach(conn)
             await self.realtime.presence.disconnected(conn)
             await conn.stop()
+
+
+def _message_text(frame: Frame) -> str:
+    """A SEND's message text. EchoPulse sends ``JSON.stringify(text)`` without a content-type, so
+    a body that is one JSON string (or any body sent as ``application/json``) is decoded; with
+    ``text/plain`` (or another text type) the body is the text as it is."""
+    try:
+        text = frame.body.decode()
+    except UnicodeDecodeError:
+        raise ValidationFailed("the body must be UTF-8 text") from None
+    content_type = (frame.get("content-type") or "").split(";")[0].strip().lower()
+    looks_json = not content_type and len(text) >= 2 and text[0] == text[-1] == '"'
+    if content_type == "application/json" or looks_json:
+        try:
+            decoded = _json_text.decode(text)
+        except msgspec.DecodeError:
+            if content_type:
+                raise ValidationFailed("an application/json body must be one JSON string") from None
+            return text  # quotes at both ends, but not JSON: the text itself
+        return decoded
+    return text
+
+
+_json_text = msgspec.json.Decoder(str)
 
 
 def _frame_token(frame: Frame) -> str | None:
