@@ -35,7 +35,15 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
 
-integration: $(STAMP)
+# The browser tests' npm packages (playwright-core, keycloak-js, @stomp/stompjs), pinned by the lock file.
+BROWSER_STAMP := tests/browser/node_modules/.installed-stamp
+
+$(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error && touch $(BROWSER_STAMP); \
+	else echo "npm not found: the browser tests will be skipped"; fi
+
+integration: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/python -m pytest tests/integration -q
 
 BENCH_STAMP := $(VENV)/.bench-stamp

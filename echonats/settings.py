@@ -111,6 +111,16 @@ class AuthSettings:
             "ECHONATS_JWT_ROLES_CLAIM", "Dotted path of the roles list (Keycloak: realm_access.roles)."
         ),
     )
+    local_issuer_port: int = field(
+        default=18080,
+        metadata=env(
+            "ECHONATS_LOCAL_ISSUER_PORT",
+            "`echonats run` without ECHONATS_JWT_JWKS_URL starts the local OIDC issuer (development "
+            "only) on this port and trusts its keys; 0: it starts none. 18080: EchoPulse's Keycloak.",
+            minimum=0,
+            maximum=65535,
+        ),
+    )
     admin_token: str | None = field(
         default=None,
         metadata=env(

@@ -140,9 +140,12 @@ class MembershipService:
         (D51): each request names its tenant, and only an existing membership counts (a workspace
         the user is not in, or was removed from, is not found: its existence is not revealed)."""
         if principal.tenant_id is not None:
+            # The token's own membership first: a token that is no good in its tenant is refused
+            # the same way on every path (403), whichever workspace the path names.
+            caller = await self._resolve_claimed(principal, principal.tenant_id)
             if tenant_id is not None and tenant_id != principal.tenant_id:
                 raise NotFound("workspace not found")
-            return await self._resolve_claimed(principal, principal.tenant_id)
+            return caller
         if tenant_id is None:
             raise Forbidden("the token carries no tenant")
         member = await self._active_member(tenant_id, principal.user_id)

@@ -28,6 +28,7 @@ from echonats.settings import DEV_JWT_SECRET, Settings
 log = logging.getLogger("echonats.devstack.supervisor")
 
 READY_TIMEOUT_S = 60.0
+ISSUER_REALM = "echonats"  # the issuer signs every realm's tokens with one key: any realm's JWKS will do
 POLL_S = 0.2  # how soon a crash is noticed; Ctrl-C wakes the wait at once
 # SIGHUP too: closing the terminal must stop things in order, not kill the supervisor outright
 # (its children would then get their parent-death signal all at once, databases included).
@@ -51,7 +52,17 @@ def _local_host(settings: Settings) -> str:
     return settings.gateway.host if settings.gateway.host not in ("0.0.0.0", "::") else "127.0.0.1"
 
 
-def _print_banner(settings: Settings, gateways: int, env: dict[str, str], stack: LocalStack) -> None:
+def _local_issuer_url(settings: Settings) -> str | None:
+    """The local OIDC issuer's public URL when `echonats run` starts one (no JWKS URL given)."""
+    if settings.auth.jwks_url or not settings.auth.local_issuer_port:
+        return None
+    # localhost, not 127.0.0.1: what EchoPulse's front-end (and a browser user) types.
+    return f"http://localhost:{settings.auth.local_issuer_port}"
+
+
+def _print_banner(
+    settings: Settings, gateways: int, env: dict[str, str], stack: LocalStack, issuer: str | None
+) -> None:
     host = _local_host(settings)
     base = f"http://{host}:{settings.gateway.port}"
     lines = [
@@ -73,6 +84,11 @@ def _print_banner(settings: Settings, gateways: int, env: dict[str, str], stack:
         f"  Redis         {env['ECHONATS_REDIS_URL']}",
         "  Dev token     .venv/bin/echonats token --tenant <tenantId> --user <userId> "
         "[--role platform-admin]",
+        *(
+            [f"  OIDC issuer   {issuer}/realms/<realm>  (local development only: anyone who types a name)"]
+            if issuer
+            else []
+        ),
         "Ctrl-C stops everything.",
         "",
     ]
@@ -103,6 +119,14 @@ def run_all(settings: Settings, *, gateways: int) -> int:
             return 0
 
         command = [sys.executable, "-m", "echonats"]
+        issuer = _local_issuer_url(settings)
+        if issuer is not None:
+            # Its keys are trusted next to the HS256 secret: `echonats token` keeps working.
+            env["ECHONATS_JWT_JWKS_URL"] = f"{issuer}/realms/{ISSUER_REALM}/protocol/openid-connect/certs"
+            port = str(settings.auth.local_issuer_port)
+            host = _local_host(settings)
+            children.start("issuer", [*command, "issuer", "--host", host, "--port", port,
+                                      "--public-url", issuer], env)  # fmt: skip
         children.start("worker", [*command, "worker"], env)
         for index, name in enumerate(gateway_names):
             gateway_env = {**env, "ECHONATS_GATEWAY_PORT": str(settings.gateway.port + index)}
@@ -113,7 +137,7 @@ def run_all(settings: Settings, *, gateways: int) -> int:
             if stop.is_set():
                 return 0
             raise Unavailable(f"gateway not ready within {READY_TIMEOUT_S:.0f}s (see the log above)")
-        _print_banner(settings, gateways, env, stack)
+        _print_banner(settings, gateways, env, stack, issuer)
 
         while not stop.wait(POLL_S):
             children.supervise()
@@ -124,6 +148,6 @@ def run_all(settings: Settings, *, gateways: int) -> int:
     finally:
         log.info("stopping: gateways, then the worker, then the local services")
         children.stop(gateway_names)
-        children.stop(["worker"])
+        children.stop(["worker", "issuer"])
         stack.stop()
         log.info("stopped")

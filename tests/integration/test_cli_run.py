@@ -68,8 +68,12 @@ def _ready(url: str) -> bool:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_run_starts_its_own_stack_and_stops_cleanly(stop_signal: signal.Signals) -> None:
-    port = free_port()
-    env = _clean_env(ECHONATS_GATEWAY_PORT=str(port), ECHONATS_WORKER_METRICS_PORT=str(free_port()))
+    port, issuer_port = free_port(), free_port()
+    env = _clean_env(
+        ECHONATS_GATEWAY_PORT=str(port),
+        ECHONATS_WORKER_METRICS_PORT=str(free_port()),
+        ECHONATS_LOCAL_ISSUER_PORT=str(issuer_port),
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "echonats", "run"],
         env=env,
@@ -86,7 +90,14 @@ def test_run_starts_its_own_stack_and_stops_cleanly(stop_signal: signal.Signals)
         _wait_until(lambda: any("Ctrl-C stops everything" in line for line in lines), 10, "the banner")
         tree = _descendants(process.pid)
         commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ") for pid in tree)
-        for expected in ("nats-server", "valkey-server", "postgres", "echonats gateway", "echonats worker"):
+        for expected in (
+            "nats-server",
+            "valkey-server",
+            "postgres",
+            "echonats gateway",
+            "echonats worker",
+            "echonats issuer",  # no JWKS URL given: the local issuer, its keys trusted
+        ):
             assert expected in commands
         temp_dirs = list(Path(tempfile.gettempdir()).glob(f"echonats-*-{process.pid}-*"))
         assert len(temp_dirs) == 3
@@ -97,6 +108,7 @@ def test_run_starts_its_own_stack_and_stops_cleanly(stop_signal: signal.Signals)
         out = "".join(lines)
         assert f"http://127.0.0.1:{port}/api/v1" in out
         assert f"ws://127.0.0.1:{port}/ws" in out
+        assert f"OIDC issuer   http://localhost:{issuer_port}/realms/<realm>" in out
 
         _wait_until(lambda: not any(_alive(pid) for pid in tree), 10, "every child process to exit")
         assert [d for d in temp_dirs if d.exists()] == []

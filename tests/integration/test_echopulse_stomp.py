@@ -124,7 +124,7 @@ async def test_one_connection_serves_two_servers_and_loses_the_one_left(base: st
 
 async def test_a_workspace_the_user_is_not_in_stays_dark(base: str, people: People) -> None:
     server_a, channel_a = await people.server_with_channel("ada", "A")
-    server_e, channel_e = await people.server_with_channel("eve", "Eve's")
+    _, channel_e = await people.server_with_channel("eve", "Eve's")
     async with stomp_py(base, people.token("eve")) as (conn, eve):
         await subscribe(conn, eve, f"/channels/{channel_a}", "foreign")
         for kind in ("channels/created", "user-joined"):

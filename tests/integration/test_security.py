@@ -144,7 +144,13 @@ async def test_rest_api_conforms_to_its_schema_with_valid_and_invalid_tokens(
     channel = await workspace.channel("general")
     await workspace.send(channel, "hello")
     await client.get("/api/v1/users/me", headers=workspace.as_user("bob"))
-    known = {"channel_id": channel, "user_id": "bob", "tenant_id": workspace.tenant_id}
+    known = {
+        "channel_id": channel,
+        "user_id": "bob",
+        "tenant_id": workspace.tenant_id,
+        "server_id": workspace.tenant_id,  # the EchoPulse routes' name for it
+        "channel_uuid": channel,
+    }
     invalid = _invalid_credentials(workspace)
     statuses: dict[str, list[int]] = {"valid": [], "invalid": []}
 
@@ -202,6 +208,8 @@ async def test_oversized_bodies_get_a_documented_status(http_base: str, workspac
         "channel_id": str(uuid.uuid4()),
         "user_id": "bob",
         "tenant_id": workspace.tenant_id,
+        "server_id": workspace.tenant_id,
+        "channel_uuid": str(uuid.uuid4()),
         "message_id": 1,
     }
 
