@@ -33,7 +33,7 @@ def _require_tools() -> None:
         missing.append(CHROMIUM)
     if missing:
         reason = f"browser tests need {', '.join(missing)} (`.ci/run` installs them)"
-        if os.environ.get("ECHONATS_REQUIRE_BROWSER") == "1":
+        if os.environ.get("REQUIRE_BROWSER_TESTS") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
     if not (BROWSER / "node_modules" / "playwright-core").is_dir():
