@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from echonats import model
 from echonats.core.access import ChannelAccess, MemberCache
@@ -22,6 +23,32 @@ DEFAULT_MAX_MESSAGES_PER_SECOND = 100
 class CreatedTenant:
     tenant: Tenant
     admin: Member
+
+
+def new_tenant(name: str, now: datetime) -> Tenant:
+    """A tenant with the default limits (created by the platform admin, or by a user: self-service)."""
+    return Tenant(
+        id=uuid.uuid4(),
+        name=model.tenant_name(name),
+        max_channels=DEFAULT_MAX_CHANNELS,
+        max_messages_per_second=DEFAULT_MAX_MESSAGES_PER_SECOND,
+        created_at=now,
+    )
+
+
+def user_of(principal: Principal) -> User:
+    """The user a token names, with the profile it carries."""
+    return User(
+        id=model.user_id(principal.user_id),
+        display_name=model.display_name(principal.display_name[: model.MAX_DISPLAY_NAME_CHARS] or "user"),
+        email=principal.email,
+    )
+
+
+def member_joined(member: Member, now: datetime, actor_id: str | None) -> ev.MemberJoined:
+    return ev.MemberJoined(
+        tenant_id=member.tenant_id, occurred_at=now, actor_id=actor_id, payload=ev.MemberData.of(member)
+    )
 
 
 def _require_platform_admin(principal: Principal) -> None:
@@ -43,13 +70,7 @@ class MembershipService:
     ) -> CreatedTenant:
         _require_platform_admin(principal)
         now = self._clock.now()
-        tenant = Tenant(
-            id=uuid.uuid4(),
-            name=model.tenant_name(name),
-            max_channels=DEFAULT_MAX_CHANNELS,
-            max_messages_per_second=DEFAULT_MAX_MESSAGES_PER_SECOND,
-            created_at=now,
-        )
+        tenant = new_tenant(name, now)
         admin = User(
             id=str(uuid.uuid4()),
             display_name=model.display_name(admin_display_name, "adminDisplayName"),
@@ -59,14 +80,7 @@ class MembershipService:
             await tx.tenants.add(tenant)
             await tx.users.ensure(admin)
             member = await tx.members.add(tenant.id, admin, Role.OWNER)
-            pending.append(
-                ev.MemberJoined(
-                    tenant_id=tenant.id,
-                    occurred_at=now,
-                    actor_id=principal.user_id,
-                    payload=ev.MemberData.of(member),
-                )
-            )
+            pending.append(member_joined(member, now, principal.user_id))
         return CreatedTenant(tenant, member)
 
     async def list_tenants(
@@ -168,9 +182,14 @@ class MembershipService:
             raise NotFound("channel not found") from None
 
     async def _active_member(self, tenant_id: uuid.UUID, user_id: str) -> Member | None:
+        member, _ = await self._membership(tenant_id, user_id)
+        return member
+
+    async def _membership(self, tenant_id: uuid.UUID, user_id: str) -> tuple[Member | None, bool]:
+        """(the active membership, whether the user was removed), from the cache when warm."""
         cached = self.members.get(tenant_id, user_id)
         if cached is not None:
-            return cached
+            return cached, False
         try:
             async with self._store.read() as tx:
                 state = await tx.members.state(tenant_id, user_id)
@@ -178,36 +197,21 @@ class MembershipService:
             stale = self.members.get(tenant_id, user_id, stale_ok=True)
             if stale is None:
                 raise
-            return stale  # known member; the database is down for a moment
+            return stale, False  # known member; the database is down for a moment
         if state.member is not None:
             self.members.put(state.member)
-        return state.member
+        return state.member, state.removed
 
     async def _resolve_claimed(self, principal: Principal, tenant_id: uuid.UUID) -> Caller:
-        cached = self.members.get(tenant_id, principal.user_id)
-        if cached is not None:
-            return Caller(principal, cached)
-        try:
-            async with self._store.read() as tx:
-                state = await tx.members.state(tenant_id, principal.user_id)
-        except Unavailable:
-            stale = self.members.get(tenant_id, principal.user_id, stale_ok=True)
-            if stale is None:
-                raise
-            return Caller(principal, stale)  # known member; the database is down for a moment
-        if state.member is not None:
-            self.members.put(state.member)
-            return Caller(principal, state.member)
-        if state.removed:
+        member, removed = await self._membership(tenant_id, principal.user_id)
+        if member is not None:
+            return Caller(principal, member)
+        if removed:
             raise Forbidden("you were removed from this workspace")
         return Caller(principal, await self._provision(principal, tenant_id))
 
     async def _provision(self, principal: Principal, tenant_id: uuid.UUID) -> Member:
-        user = User(
-            id=model.user_id(principal.user_id),
-            display_name=model.display_name(principal.display_name[: model.MAX_DISPLAY_NAME_CHARS] or "user"),
-            email=principal.email,
-        )
+        user = user_of(principal)
         try:
             async with self._sink.transaction() as (tx, pending):
                 if await tx.tenants.get(tenant_id) is None:
@@ -216,14 +220,7 @@ class MembershipService:
                 # The token's name and email are shown in its own tenant only (another tenant's
                 # token with the same sub must not rename this member elsewhere).
                 member = await tx.members.add(tenant_id, user, Role.MEMBER)
-                pending.append(
-                    ev.MemberJoined(
-                        tenant_id=tenant_id,
-                        occurred_at=self._clock.now(),
-                        actor_id=principal.user_id,
-                        payload=ev.MemberData.of(member),
-                    )
-                )
+                pending.append(member_joined(member, self._clock.now(), principal.user_id))
         except Conflict:
             # A concurrent first call provisioned the same user; use what it created.
             async with self._store.read() as tx:

@@ -6,15 +6,14 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 from echonats import model
 from echonats.core.access import ChannelAccess, MemberCache
 from echonats.core.caller import Caller
 from echonats.core.event_sink import EventSink
-from echonats.core.membership import DEFAULT_MAX_CHANNELS, DEFAULT_MAX_MESSAGES_PER_SECOND, MembershipService
+from echonats.core.membership import MembershipService, member_joined, new_tenant, user_of
 from echonats.core.ports import Clock, MessageLog, Store
-from echonats.model import Member, Principal, Role, Tenant, User
+from echonats.model import Member, Principal, Role, Tenant
 from echonats.model import events as ev
 from echonats.model.errors import Conflict, EchonatsError, Forbidden, NotFound
 
@@ -69,18 +68,12 @@ class WorkspaceService:
         """A new workspace owned by the caller."""
         self._require_self_service(principal, "create workspaces")
         now = self._clock.now()
-        tenant = Tenant(
-            id=uuid.uuid4(),
-            name=model.tenant_name(name),
-            max_channels=DEFAULT_MAX_CHANNELS,
-            max_messages_per_second=DEFAULT_MAX_MESSAGES_PER_SECOND,
-            created_at=now,
-        )
+        tenant, user = new_tenant(name, now), user_of(principal)
         async with self._sink.transaction() as (tx, pending):
             await tx.tenants.add(tenant)
-            await tx.users.ensure(_user(principal))
-            member = await tx.members.add(tenant.id, _user(principal), Role.OWNER)
-            pending.append(_joined(member, now))
+            await tx.users.ensure(user)
+            member = await tx.members.add(tenant.id, user, Role.OWNER)
+            pending.append(member_joined(member, now, user.id))
         return Membership(tenant, member)
 
     async def join(self, principal: Principal, tenant_id: uuid.UUID) -> Membership:
@@ -98,9 +91,10 @@ class WorkspaceService:
                     return Membership(tenant, state.member)
                 if state.removed:
                     raise Forbidden("you were removed from this workspace")
-                await tx.users.ensure(_user(principal))
-                member = await tx.members.add(tenant_id, _user(principal), Role.MEMBER)
-                pending.append(_joined(member, self._clock.now()))
+                user = user_of(principal)
+                await tx.users.ensure(user)
+                member = await tx.members.add(tenant_id, user, Role.MEMBER)
+                pending.append(member_joined(member, self._clock.now(), user.id))
         except Conflict:
             # A concurrent join of the same user won: theirs is this membership.
             async with self._store.read() as tx:
@@ -141,17 +135,3 @@ class WorkspaceService:
             raise Forbidden(f"a token bound to one workspace cannot {action}")
         if not self.self_service:
             raise Forbidden(f"users may not {action} here (ECHONATS_SELF_SERVICE_WORKSPACES is off)")
-
-
-def _user(principal: Principal) -> User:
-    return User(
-        id=model.user_id(principal.user_id),
-        display_name=model.display_name(principal.display_name[: model.MAX_DISPLAY_NAME_CHARS] or "user"),
-        email=principal.email,
-    )
-
-
-def _joined(member: Member, now: datetime) -> ev.MemberJoined:
-    return ev.MemberJoined(
-        tenant_id=member.tenant_id, occurred_at=now, actor_id=member.user_id, payload=ev.MemberData.of(member)
-    )

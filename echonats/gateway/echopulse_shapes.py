@@ -9,6 +9,8 @@ import uuid
 from datetime import datetime
 from typing import assert_never
 
+import msgspec
+
 from echonats.gateway.schemas import RequestBody, ResponseBody, Text
 from echonats.model import DomainEvent, Member, Message, Role, Tenant
 from echonats.model import events as ev
@@ -128,9 +130,7 @@ def event_body(event: DomainEvent) -> dict[str, object] | None:
         case ev.ChannelCreated(payload=channel) | ev.ChannelDeleted(payload=channel):
             return {"id": _id(channel.channel_id), "serverId": server, "name": channel.name, **event.data}
         case ev.MemberJoined(payload=member):
-            role = RoleDetails.of(Role(member.role))
-            roles = [{"name": role.name, "description": role.description, "color": role.color,
-                      "permissions": role.permissions}]  # fmt: skip
+            roles = [msgspec.to_builtins(RoleDetails.of(Role(member.role)))]
             return {
                 **event.data,
                 "userId": _id(member.user_id),
