@@ -180,6 +180,23 @@ class GatewaySettings:
             "(Discord-style; EchoPulse's front-end needs it).",
         ),
     )
+    web_client: bool = field(
+        default=True,
+        metadata=env("ECHONATS_WEB_CLIENT", "Serve the web client at `/` (its files ship in the package)."),
+    )
+    web_oidc_issuer: str | None = field(
+        default=None,
+        metadata=env(
+            "ECHONATS_WEB_OIDC_ISSUER",
+            "OIDC issuer the web client signs in with (authorization code + PKCE), e.g. "
+            "https://sso.example.com/realms/chat; `echonats run` sets its local issuer's.",
+            schemes=("http", "https"),
+        ),
+    )
+    web_oidc_client_id: str = field(
+        default="echonats-web",
+        metadata=env("ECHONATS_WEB_OIDC_CLIENT_ID", "The web client's OIDC client id (a public client)."),
+    )
     cors_origins: str = field(
         default="",
         metadata=env(

@@ -27,6 +27,7 @@ from echonats.gateway.invalidation import listen_for_revocations
 from echonats.gateway.limits import HandshakeGuard, SocketCounter
 from echonats.gateway.presence import PresenceTracker
 from echonats.gateway.server import check_gateway_settings, listening_socket, uvicorn_config
+from echonats.gateway.web import WebClientConfig
 from echonats.gateway.ws import Realtime
 from echonats.settings import Settings
 
@@ -99,11 +100,20 @@ def create_gateway_app(settings: Settings) -> Litestar:
                 app.state.presence_store = realtime.presence.store
                 app.state.verifier = verifier
                 app.state.admin_token = settings.auth.admin_token
+                app.state.web_client = WebClientConfig(
+                    oidc_issuer=settings.gateway.web_oidc_issuer,
+                    oidc_client_id=settings.gateway.web_oidc_client_id,
+                    dev_tokens=settings.auth.jwt_secret is not None,
+                )
                 app.state.probes = resources.probes(settings.gateway.ready_timeout_s)
                 app.state.ready_timeout_s = settings.gateway.ready_timeout_s
                 yield
 
-    return build_app(lifespan=[lifespan], cors_origins=settings.gateway.cors_origin_list)
+    return build_app(
+        lifespan=[lifespan],
+        cors_origins=settings.gateway.cors_origin_list,
+        web_client=settings.gateway.web_client,
+    )
 
 
 def serve_gateway(settings: Settings) -> int:

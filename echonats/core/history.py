@@ -35,8 +35,12 @@ class TimelineReader:
         """Newest first; ``after`` alone pages forward. The channel's listing, or a thread's replies.
         The caller's access is the caller's to check."""
         forward = after is not None and before is None
-        tail = await self._log.tail(caller.tenant_id, channel_id)
-        async with self._store.read() as tx:
+        # The page is the channel's state at one position of its log, so a client can go on from
+        # exactly there (subscribe with since=position): the store is read in one snapshot taken
+        # after the floor was read (it holds everything up to the floor), and the tail above that
+        # floor is read after the snapshot was taken (it holds everything the snapshot may hold).
+        floor = await self._log.persisted_floor()
+        async with self._store.snapshot() as tx:
             rows = await tx.messages.page(
                 channel_id,
                 before=before,
@@ -45,9 +49,11 @@ class TimelineReader:
                 viewer=caller.user_id,
                 thread_id=thread_id,
             )
+            tail = await self._log.tail(caller.tenant_id, channel_id, above=floor)
             stored = {r.message.id: r for r in rows}
             stored |= await self._for_fold(tx.messages, tail, caller.user_id, exclude=stored)
             marks = await _marks(tx.messages, tail)
+        position = tail[-1].id if tail else floor
         views = fold(stored, tail, marks=marks, viewer=caller.user_id)
         wanted = [
             m
@@ -65,7 +71,12 @@ class TimelineReader:
             cursor = page[0].id if page else after
         else:
             cursor = page[-1].id if page else None
-        return HistoryPage(items=page, next_cursor=cursor if has_more or forward else None, has_more=has_more)
+        return HistoryPage(
+            items=page,
+            next_cursor=cursor if has_more or forward else None,
+            has_more=has_more,
+            position=position,
+        )
 
     async def message(self, caller: Caller, channel_id: uuid.UUID, message_id: int) -> Message:
         """One message of the channel in its latest state (a tombstone if deleted); NotFound if the

@@ -254,6 +254,11 @@ class Store(Protocol):
         """Read-only access (no transaction needed for single statements)."""
         ...
 
+    def snapshot(self) -> AbstractAsyncContextManager[Transaction]:
+        """Read-only access where every statement sees one snapshot, taken at the first one
+        (REPEATABLE READ): what the store held at that moment, nothing committed later."""
+        ...
+
 
 class EventPublisher(Protocol):
     async def publish(self, events: Sequence[DomainEvent]) -> None:
@@ -283,10 +288,17 @@ class MessageLog(Protocol):
 
     async def get(self, entry_id: int) -> Entry | None: ...
 
-    async def tail(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> list[Entry]:
+    async def persisted_floor(self) -> int:
+        """Every entry id at or below this is in the store (the persist worker's ack floor)."""
+        ...
+
+    async def tail(
+        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, above: int | None = None
+    ) -> list[Entry]:
         """Every entry of the channel above the persist worker's ack floor (everything at or below
-        it is in the store), oldest first. Some of them may be in the store too: folding them is
-        idempotent. ``Unavailable`` if the tail is too long to read (the worker is far behind)."""
+        it is in the store), or above ``above`` (a floor read before), oldest first. Some of them
+        may be in the store too: folding them is idempotent. ``Unavailable`` if the tail is too long
+        to read (the worker is far behind)."""
         ...
 
     async def read_channel(

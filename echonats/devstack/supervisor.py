@@ -73,6 +73,7 @@ def _print_banner(
             if gateways > 1
             else ""
         ),
+        *([f"  Web client    {base}/"] if settings.gateway.web_client else []),
         f"  REST API      {base}/api/v1",
         f"  WebSocket     ws://{host}:{settings.gateway.port}/ws?token=<jwt>",
         f"  OpenAPI docs  {base}/schema  (JSON: {base}/schema/openapi.json)",
@@ -123,6 +124,10 @@ def run_all(settings: Settings, *, gateways: int) -> int:
         if issuer is not None:
             # Its keys are trusted next to the HS256 secret: `echonats token` keeps working.
             env["ECHONATS_JWT_JWKS_URL"] = f"{issuer}/realms/{ISSUER_REALM}/protocol/openid-connect/certs"
+            # The web client signs in there, and its users (no tenant claim) start their own
+            # workspaces: a development stack is for trying things (D52). Set either to override.
+            env.setdefault("ECHONATS_WEB_OIDC_ISSUER", f"{issuer}/realms/{ISSUER_REALM}")
+            env.setdefault("ECHONATS_SELF_SERVICE_WORKSPACES", "true")
             port = str(settings.auth.local_issuer_port)
             host = _local_host(settings)
             children.start("issuer", [*command, "issuer", "--host", host, "--port", port,

@@ -8,7 +8,6 @@ from contextlib import AbstractAsyncContextManager
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from echonats import __version__
@@ -22,6 +21,8 @@ from echonats.gateway.message_routes import MessageController
 from echonats.gateway.observability import request_metrics_middleware
 from echonats.gateway.routes import CONTROLLERS
 from echonats.gateway.sockets import chat_socket, stomp_socket
+from echonats.gateway.web import offline_swagger, swagger_assets_handler, web_client_handlers
+from echonats.gateway.workspace_routes import WorkspaceController
 
 MAX_REQUEST_BODY_BYTES = 64 * 1024
 
@@ -30,6 +31,7 @@ def build_app(
     *,
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
     cors_origins: Sequence[str] = (),
+    web_client: bool = True,
 ) -> Litestar:
     # Litestar's CORS middleware answers preflights and adds the headers for these exact origins
     # (with credentials: EchoPulse's Keycloak-style XHRs send them).
@@ -55,6 +57,9 @@ def build_app(
             MessageController,
             *CONVERSATION_CONTROLLERS,
             *ECHOPULSE_CONTROLLERS,
+            WorkspaceController,
+            swagger_assets_handler(),
+            *(web_client_handlers() if web_client else []),
         ],
         dependencies=AUTH_DEPENDENCIES,
         guards=[require_json_body],
@@ -67,7 +72,8 @@ def build_app(
             version=__version__,
             description="Real-time chat backend: REST under /api/v1, WebSocket at /ws.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            # Swagger UI from a wheel: the docs work offline (Litestar's default UIs load from CDNs).
+            render_plugins=[offline_swagger()],
             components=Components(
                 security_schemes={
                     "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")

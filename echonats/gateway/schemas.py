@@ -242,6 +242,7 @@ class MessagePage(ResponseBody):
     items: list[MessageOut]
     next_cursor: int | None
     has_more: bool
+    position: int  # the items' state is the log's up to this id: subscribe with since=position
 
     @classmethod
     def of(cls, page: HistoryPage) -> MessagePage:
@@ -255,6 +256,7 @@ class ThreadPage(ResponseBody):
     items: list[MessageOut]  # replies, newest first
     next_cursor: int | None
     has_more: bool
+    position: int  # the replies' state is the log's up to this id (the root is read just before)
 
     @classmethod
     def of(cls, root: Message, page: HistoryPage) -> ThreadPage:
@@ -264,6 +266,7 @@ class ThreadPage(ResponseBody):
             items=replies.items,
             next_cursor=replies.next_cursor,
             has_more=replies.has_more,
+            position=replies.position,
         )
 
 

@@ -12,6 +12,7 @@ from echonats.model import errors
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN = 4003
+CLOSE_NOT_FOUND = 4004  # the workspace asked for does not exist, or the user is not in it
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_TOO_MANY_CONNECTIONS = 4029
 
@@ -21,6 +22,7 @@ MAX_CLOSE_REASON_CHARS = 120  # a close frame's reason must fit in 123 bytes
 CLOSE_CODES: dict[type[errors.EchonatsError], int] = {
     errors.Unauthenticated: CLOSE_UNAUTHORIZED,
     errors.Forbidden: CLOSE_FORBIDDEN,
+    errors.NotFound: CLOSE_NOT_FOUND,
     errors.LimitExceeded: CLOSE_TOO_MANY_CONNECTIONS,
 }
 

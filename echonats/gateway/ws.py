@@ -49,7 +49,14 @@ from echonats.gateway.socket_errors import bad_frame as _bad_frame
 from echonats.gateway.socket_errors import close_for as _close_for
 from echonats.gateway.ws_framing import release_handshake, sink_for
 from echonats.model import Principal
-from echonats.model.errors import EchonatsError, Forbidden, LimitExceeded, Unauthenticated, Unavailable
+from echonats.model.errors import (
+    EchonatsError,
+    Forbidden,
+    LimitExceeded,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,19 +154,31 @@ async def serve_json(socket: WebSocket[Any, Any, Any]) -> None:
     async with contextlib.AsyncExitStack() as admission:
         try:
             principal = unexpired(await authenticate(token, state))
-            caller = await realtime.services.membership.resolve(principal)
+            # A token without a tenant claim names its workspace with ?tenant= (browsers cannot
+            # set headers on an upgrade); one socket serves one workspace (D52).
+            tenant_id = _tenant_param(socket.query_params.get("tenant"))
+            caller = await realtime.services.membership.resolve(principal, tenant_id)
             await admission.enter_async_context(realtime.admitted(principal))
-        except (Unauthenticated, Forbidden, Unavailable, LimitExceeded) as exc:
+        except (Unauthenticated, Forbidden, NotFound, Unavailable, LimitExceeded) as exc:
             await socket.accept()  # close codes reach browsers; a refused upgrade's status does not
             await socket.close(*_close_for(exc))
             return
         await _serve(socket, realtime, caller, principal)
 
 
+def _tenant_param(value: str | None) -> uuid.UUID | None:
+    if not value:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound("no such workspace") from None
+
+
 async def _serve(
     socket: WebSocket[Any, Any, Any], realtime: Realtime, caller: Caller, principal: Principal
 ) -> None:
-    conn = realtime.connection(caller, socket, Connection)
+    conn = realtime.connection(caller, socket, Connection, principal)
     sends = SendPipeline(
         caller,
         realtime.services.messaging,
@@ -288,7 +307,7 @@ def change_check(
 async def _reauthenticate(conn: Connection, realtime: Realtime, token: str) -> None:
     """A fresh token moves the socket's expiry; refused, the socket keeps the one it had."""
     principal = unexpired(await realtime.verifier.verify(token))
-    if principal.tenant_id != conn.tenant_id or principal.user_id != conn.user_id:
+    if principal.tenant_id != conn.principal.tenant_id or principal.user_id != conn.user_id:
         raise Forbidden("the token is for another tenant or user than the socket's")
     conn.expire_at(principal.expires_at)
     conn.offer(p.encode(p.Reauthenticated(expires_at=principal.expires_at)))

@@ -250,6 +250,9 @@ class HistoryPage:
     items: list[Message]  # newest first
     next_cursor: int | None
     has_more: bool
+    # The log position the page's state is at: every entry of the channel up to it is applied,
+    # none after it (subscribe with since=position to go on from there). 0: not known.
+    position: int = 0
 
 
 MAX_DM_MEMBERS = 9  # a group DM holds at most 9 people, the caller included (as Slack)

@@ -21,7 +21,7 @@ import collections
 import copy
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -587,6 +587,9 @@ class InMemoryStore:
             await asyncio.sleep(0)  # like a real database round trip: other tasks run meanwhile
         yield InMemoryTransaction(self, writable=False)
 
+    def snapshot(self) -> AbstractAsyncContextManager[InMemoryTransaction]:
+        return self.read()  # one task's reads see no interleaved write here unless it awaits
+
     # -- helpers for tests and the other fakes ------------------------------------------------------
     def outbox_events(self) -> list[DomainEvent]:
         return list(self.state.outbox.values())
@@ -643,11 +646,17 @@ class FakeMessageLog:
     async def get(self, entry_id: int) -> Entry | None:
         return self.stream.get(entry_id)
 
-    async def tail(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> list[Entry]:
+    async def persisted_floor(self) -> int:
+        return self.floor
+
+    async def tail(
+        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, above: int | None = None
+    ) -> list[Entry]:
+        floor = self.floor if above is None else above
         return [
             e
             for entry_id, e in sorted(self.stream.items())
-            if entry_id > self.floor and e.tenant_id == tenant_id and e.channel_id == channel_id
+            if entry_id > floor and e.tenant_id == tenant_id and e.channel_id == channel_id
         ]
 
     async def read_channel(

@@ -146,9 +146,11 @@ class JetStreamMessageLog:
         self._last_floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
         return self._last_floor
 
-    async def tail(self, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> list[Entry]:
-        """Every entry of the channel above the persist worker's ack floor, oldest first."""
-        floor = await self.persisted_floor()
+    async def tail(
+        self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, above: int | None = None
+    ) -> list[Entry]:
+        """Every entry of the channel above the persist worker's ack floor (or ``above``), oldest first."""
+        floor = await self.persisted_floor() if above is None else above
         found, more = await self.read_channel(tenant_id, channel_id, start=floor + 1, limit=MAX_TAIL_SCAN)
         if more:
             raise Unavailable("history is catching up: the persist worker is far behind, try again shortly")

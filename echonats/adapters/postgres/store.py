@@ -380,3 +380,12 @@ class PostgresStore:
         with translated():
             async with self._pool.acquire() as conn:
                 yield PgTransaction(conn)
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[PgTransaction]:
+        with translated():
+            async with (
+                self._pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                yield PgTransaction(conn)
