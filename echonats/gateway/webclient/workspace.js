@@ -26,6 +26,7 @@ export class Workspace {
     this.typing = new Map(); // channelId -> Map(userId -> {name, until})
     this.current = null;
     this.lastTypingSent = 0;
+    this.membersReload = null;
     this.socket = new ChatSocket({ auth, tenant: workspace.id });
     this.sidebar = new Sidebar(this);
     this.column = new MessageColumn(this);
@@ -174,6 +175,7 @@ export class Workspace {
         return this.onTyping(frame);
       case "presence":
         this.setPresence(frame.userId, { status: frame.payload.status });
+        this.learnMember(frame.userId);
         return this.sidebar.renderPeople();
       case "presence_snapshot":
         for (const u of frame.users) this.setPresence(u.userId, u);
@@ -196,7 +198,10 @@ export class Workspace {
     const timeline = this.timelines.get(frame.channelId);
     if (!timeline) return;
     const change = timeline.apply(frame);
-    if (frame.type === "message") this.clearTyping(frame.channelId, frame.userId);
+    if (frame.type === "message") {
+      this.clearTyping(frame.channelId, frame.userId);
+      this.learnMember(frame.userId);
+    }
     if (frame.channelId === this.current) this.column.onChange(timeline, change, frame);
     else if (change.kind === "new" || (!timeline.ready && frame.type === "message" && !frame.payload.threadId)) {
       const state = this.unreads.get(frame.channelId);
@@ -292,6 +297,19 @@ export class Workspace {
     this.socket.since.delete(channelId);
     if (channelId === this.current) await this.open(channelId);
     else this.follow(channelId);
+  }
+
+  /** Someone not in the people list yet (they joined after it was read): read it again, once. */
+  learnMember(userId) {
+    if (this.members.has(userId) || this.membersReload) return;
+    this.membersReload = setTimeout(async () => {
+      try {
+        this.members = await this.loadMembers();
+        this.sidebar.render();
+      } finally {
+        this.membersReload = null;
+      }
+    }, 300);
   }
 
   setPresence(userId, fields) {
