@@ -1,0 +1,95 @@
+// The web client's rendering, measured in headless Debian Chromium (playwright-core from
+// tests/browser): node bench/browser/render.mjs <gatewayUrl> <token> <tenantId> <loads>
+// 1. page load -> first message rendered, `loads` times in fresh browser contexts;
+// 2. scrolling up through the whole history (older pages load as it goes), then down again,
+//    scrolling a fixed distance every animation frame; every frame's duration is recorded.
+// Prints one JSON object.
+import { chromium } from "../../tests/browser/node_modules/playwright-core/index.mjs";
+
+const [url, token, tenant, loadsArg] = process.argv.slice(2);
+const loads = Number(loadsArg || 5);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+
+async function openPage() {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await context.addInitScript(([t, w]) => {
+    localStorage.setItem("echonats.auth", JSON.stringify({ accessToken: t, refreshToken: null, idToken: null }));
+    localStorage.setItem("echonats.workspace", w);
+  }, [token, tenant]);
+  const page = await context.newPage();
+  return { context, page };
+}
+
+const result = { firstMessageMs: [], composerMs: [] };
+try {
+  for (let i = 0; i < loads; i += 1) {
+    const { context, page } = await openPage();
+    await page.goto(url);
+    await page.waitForFunction(() => window.__echonatsFirstRender, null, { timeout: 30000 });
+    result.firstMessageMs.push(await page.evaluate(() => window.__echonatsFirstRender)); // since navigation start
+    await context.close();
+  }
+
+  const { page } = await openPage();
+  await page.goto(url);
+  await page.waitForFunction(() => window.__echonatsFirstRender, null, { timeout: 30000 });
+  // Scroll up by 600 px per frame until the beginning of the channel is on screen and loaded.
+  result.up = await page.evaluate(() => new Promise((resolve) => {
+    const scroller = document.getElementById("messages");
+    const frames = [];
+    let last = performance.now();
+    const started = last;
+    function tick(now) {
+      frames.push(now - last);
+      last = now;
+      scroller.scrollTop = Math.max(0, scroller.scrollTop - 600);
+      const done = document.getElementById("history-status").textContent.startsWith("This is the beginning");
+      if (done && scroller.scrollTop === 0) {
+        resolve({ frames, seconds: (now - started) / 1000, messages: document.querySelectorAll("#message-list .message").length });
+      } else if (now - started > 300000) {
+        resolve({ frames, seconds: (now - started) / 1000, messages: document.querySelectorAll("#message-list .message").length, timedOut: true });
+      } else requestAnimationFrame(tick);
+    }
+    requestAnimationFrame(tick);
+  }));
+  // Idle frames with everything loaded (the machine's floor), then scroll down through all of it.
+  result.idle = await page.evaluate(() => new Promise((resolve) => {
+    const frames = [];
+    let last = performance.now();
+    function tick(now) {
+      frames.push(now - last);
+      last = now;
+      if (frames.length < 120) requestAnimationFrame(tick);
+      else resolve({ frames });
+    }
+    requestAnimationFrame(tick);
+  }));
+  result.down = await page.evaluate((step) => new Promise((resolve) => {
+    const scroller = document.getElementById("messages");
+    const frames = [];
+    let last = performance.now();
+    const started = last;
+    function tick(now) {
+      frames.push(now - last);
+      last = now;
+      scroller.scrollTop += step;
+      if (scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 1) {
+        resolve({ frames, seconds: (now - started) / 1000 });
+      } else requestAnimationFrame(tick);
+    }
+    requestAnimationFrame(tick);
+  }), Number(process.env.SCROLL_STEP || 200));
+  result.domNodes = await page.evaluate(() => document.getElementsByTagName("*").length);
+  result.heapMB = await page.evaluate(() => (performance.memory ? performance.memory.usedJSHeapSize / 1e6 : null));
+  result.ok = true;
+} catch (error) {
+  result.ok = false;
+  result.error = String(error?.stack ?? error);
+} finally {
+  console.log(JSON.stringify(result));
+  await browser.close();
+}
