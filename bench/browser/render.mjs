@@ -16,6 +16,21 @@ const browser = await chromium.launch({
 
 async function openPage() {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await context.addInitScript(() => {
+    // Calls step() once per animation frame until it returns true; resolves with every frame's duration.
+    window.__recordFrames = (step, limitMs = 300000) => new Promise((resolve) => {
+      const frames = [];
+      let last = performance.now();
+      const started = last;
+      function tick(now) {
+        frames.push(now - last);
+        last = now;
+        if (step(frames.length) || now - started > limitMs) resolve({ frames, seconds: (now - started) / 1000 });
+        else requestAnimationFrame(tick);
+      }
+      requestAnimationFrame(tick);
+    });
+  });
   await context.addInitScript(([t, w]) => {
     localStorage.setItem("echonats.auth", JSON.stringify({ accessToken: t, refreshToken: null, idToken: null }));
     localStorage.setItem("echonats.workspace", w);
@@ -38,50 +53,19 @@ try {
   await page.goto(url);
   await page.waitForFunction(() => window.__echonatsFirstRender, null, { timeout: 30000 });
   // Scroll up by 600 px per frame until the beginning of the channel is on screen and loaded.
-  result.up = await page.evaluate(() => new Promise((resolve) => {
+  result.up = await page.evaluate(() => window.__recordFrames(() => {
     const scroller = document.getElementById("messages");
-    const frames = [];
-    let last = performance.now();
-    const started = last;
-    function tick(now) {
-      frames.push(now - last);
-      last = now;
-      scroller.scrollTop = Math.max(0, scroller.scrollTop - 600);
-      const done = document.getElementById("history-status").textContent.startsWith("This is the beginning");
-      if (done && scroller.scrollTop === 0) {
-        resolve({ frames, seconds: (now - started) / 1000, messages: document.querySelectorAll("#message-list .message").length });
-      } else if (now - started > 300000) {
-        resolve({ frames, seconds: (now - started) / 1000, messages: document.querySelectorAll("#message-list .message").length, timedOut: true });
-      } else requestAnimationFrame(tick);
-    }
-    requestAnimationFrame(tick);
+    scroller.scrollTop = Math.max(0, scroller.scrollTop - 600);
+    return scroller.scrollTop === 0
+      && document.getElementById("history-status").textContent.startsWith("This is the beginning");
   }));
+  result.up.messages = await page.evaluate(() => document.querySelectorAll("#message-list .message").length);
   // Idle frames with everything loaded (the machine's floor), then scroll down through all of it.
-  result.idle = await page.evaluate(() => new Promise((resolve) => {
-    const frames = [];
-    let last = performance.now();
-    function tick(now) {
-      frames.push(now - last);
-      last = now;
-      if (frames.length < 120) requestAnimationFrame(tick);
-      else resolve({ frames });
-    }
-    requestAnimationFrame(tick);
-  }));
-  result.down = await page.evaluate((step) => new Promise((resolve) => {
+  result.idle = await page.evaluate(() => window.__recordFrames((count) => count >= 120));
+  result.down = await page.evaluate((step) => window.__recordFrames(() => {
     const scroller = document.getElementById("messages");
-    const frames = [];
-    let last = performance.now();
-    const started = last;
-    function tick(now) {
-      frames.push(now - last);
-      last = now;
-      scroller.scrollTop += step;
-      if (scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 1) {
-        resolve({ frames, seconds: (now - started) / 1000 });
-      } else requestAnimationFrame(tick);
-    }
-    requestAnimationFrame(tick);
+    scroller.scrollTop += step;
+    return scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 1;
   }), Number(process.env.SCROLL_STEP || 200));
   result.domNodes = await page.evaluate(() => document.getElementsByTagName("*").length);
   result.heapMB = await page.evaluate(() => (performance.memory ? performance.memory.usedJSHeapSize / 1e6 : null));

@@ -19,6 +19,7 @@ import pytest
 from echonats.devstack.stack import free_port
 from tests.integration.test_cli_run import _wait_until
 from tests.integration.test_echopulse_browser import BROWSER, CHROMIUM, _answers, _require_tools
+from tests.integration.test_processes import _stop
 
 Process = subprocess.Popen[bytes]
 REALM = "echonats"
@@ -32,16 +33,6 @@ def _start(args: list[str], env: dict[str, str]) -> Process:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-
-def _stop(process: Process) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager
@@ -101,36 +92,48 @@ def _drive(web_stack: dict[str, Any], screenshots: str | None) -> dict[str, Any]
     args = ["node", "webclient/two_users.mjs", web_stack["url_a"], web_stack["url_b"]]
     if screenshots:
         args.append(screenshots)
-    node = subprocess.Popen(
+    last = ""
+    errors = ""
+    with subprocess.Popen(  # the with block closes its pipes
         args, cwd=BROWSER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "CHROMIUM": CHROMIUM},
-    )  # fmt: skip
+    ) as node:  # fmt: skip
+        assert node.stdin is not None
+        assert node.stdout is not None
+        assert node.stderr is not None
+        try:
+            last = _answer_requests(node, web_stack)
+            node.wait(timeout=180)
+        finally:
+            if node.poll() is None:
+                node.kill()
+                node.wait()
+        errors = node.stderr.read()
+    assert last, errors or "no output"
+    result: dict[str, Any] = json.loads(last)
+    return result
+
+
+def _answer_requests(node: subprocess.Popen[str], web_stack: dict[str, Any]) -> str:
+    """Reads the scenario's lines, doing what it asks for; returns its last JSON line."""
     assert node.stdin is not None
     assert node.stdout is not None
     last = ""
-    try:
-        for line in node.stdout:
-            if not line.startswith("{"):
-                continue
-            last = line
-            message = json.loads(line)
-            if message.get("need") == "gateway-b-down":
-                web_stack["gateway_b"].kill()  # like a crash or a cut cable: no close frame
-                web_stack["gateway_b"].wait(timeout=10)
-            elif message.get("need") == "gateway-b-up":
-                web_stack["gateway_b"] = _gateway(web_stack["env"], web_stack["port_b"])
-            else:
-                continue
-            node.stdin.write("ok\n")
-            node.stdin.flush()
-        node.wait(timeout=180)
-    finally:
-        if node.poll() is None:
-            node.kill()
-            node.wait()
-    assert last, node.stderr.read() if node.stderr else "no output"
-    result: dict[str, Any] = json.loads(last)
-    return result
+    for line in node.stdout:
+        if not line.startswith("{"):
+            continue
+        last = line
+        message = json.loads(line)
+        if message.get("need") == "gateway-b-down":
+            web_stack["gateway_b"].kill()  # like a crash or a cut cable: no close frame
+            web_stack["gateway_b"].wait(timeout=10)
+        elif message.get("need") == "gateway-b-up":
+            web_stack["gateway_b"] = _gateway(web_stack["env"], web_stack["port_b"])
+        else:
+            continue
+        node.stdin.write("ok\n")
+        node.stdin.flush()
+    return last
 
 
 def test_two_users_chat_and_one_catches_up_after_its_gateway_died(web_stack: dict[str, Any]) -> None:

@@ -37,7 +37,8 @@ export class ChatSocket extends EventTarget {
     this.onOffline = () => { this.setState("offline"); this.ws?.close(); };
     window.addEventListener("online", this.onOnline);
     window.addEventListener("offline", this.onOffline);
-    auth.addEventListener("token", (event) => this.sendRaw({ type: "reauth", token: event.detail }));
+    this.onToken = (event) => this.sendRaw({ type: "reauth", token: event.detail });
+    auth.addEventListener("token", this.onToken);
   }
 
   setState(state, detail = {}) {
@@ -126,6 +127,7 @@ export class ChatSocket extends EventTarget {
     clearTimeout(this.timers.ping);
     window.removeEventListener("online", this.onOnline);
     window.removeEventListener("offline", this.onOffline);
+    this.auth.removeEventListener("token", this.onToken);
     for (const write of this.writes.values()) clearTimeout(write.timer);
     this.ws?.close(1000);
   }
