@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit integration install clean bench bench-unreads
+.PHONY: run test lint typecheck unit integration install clean bench bench-unreads bench-web screenshots
 
 install: $(STAMP)
 
@@ -59,6 +59,14 @@ bench: $(BENCH_STAMP)
 
 bench-unreads: $(BENCH_STAMP)
 	$(BIN)/python -m bench.unreads
+
+# The web client's rendering in headless Chromium (page load -> first message, frame times over 10,000).
+bench-web: $(BENCH_STAMP) $(BROWSER_STAMP)
+	$(BIN)/python -m bench.webclient
+
+# Re-takes the README's screenshots of the web client (docs/screenshots) with the browser test.
+screenshots: $(STAMP) $(BROWSER_STAMP)
+	WEB_CLIENT_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/integration/test_web_client_browser.py -q
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

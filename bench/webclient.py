@@ -101,9 +101,13 @@ def main() -> None:
         "first_message_ms": {"median": round(statistics.median(first), 1), "min": round(min(first), 1),
                              "max": round(max(first), 1), "loads": len(first)},
         "scroll_up_loading": {**_frames(raw["up"]["frames"]), "seconds": round(raw["up"]["seconds"], 1),
-                              "messages_rendered": raw["up"]["messages"]},
+                              "messages_loaded": raw["up"]["messages"]},
         "idle_loaded": _frames(raw["idle"]["frames"]),
-        "scroll_down_loaded": {**_frames(raw["down"]["frames"]), "seconds": round(raw["down"]["seconds"], 1)},
+        "scroll_down_loaded": {**_frames(raw["down"]["frames"]), "seconds": round(raw["down"]["seconds"], 1),
+                               "messages_shown": raw["down"]["shown"],
+                               "messages_listed": raw["down"]["listed"],
+                               "frames_out_of_order": raw["down"]["outOfOrder"]},
+        "dom_messages": raw["down"]["domMessages"],
         "dom_nodes": raw["domNodes"],
         "js_heap_mb": round(raw["heapMB"], 1) if raw.get("heapMB") else None,
     }  # fmt: skip
@@ -125,7 +129,9 @@ def main() -> None:
             f"max {s['max_ms']} ms, {s['over_50ms']} frames over 50 ms"
         )
     print(
-        f"{up['messages_rendered']:,} messages in the DOM ({summary['dom_nodes']:,} elements, "
+        f"{up['messages_loaded']:,} messages loaded; scrolling down showed {down['messages_shown']:,} of "
+        f"{down['messages_listed']:,} ({down['frames_out_of_order']} list states out of order); "
+        f"{summary['dom_messages']} messages in the DOM at the end ({summary['dom_nodes']:,} elements, "
         f"heap {summary['js_heap_mb']} MB)"
     )
     args.out.mkdir(parents=True, exist_ok=True)

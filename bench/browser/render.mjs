@@ -31,6 +31,12 @@ async function openPage() {
       requestAnimationFrame(tick);
     });
   });
+  await context.addInitScript(() => {
+    window.listedIds = () => {
+      const ws = window.echonats.workspace;
+      return ws.timelines.get(ws.current).listed;
+    };
+  });
   await context.addInitScript(([t, w]) => {
     localStorage.setItem("echonats.auth", JSON.stringify({ accessToken: t, refreshToken: null, idToken: null }));
     localStorage.setItem("echonats.workspace", w);
@@ -59,14 +65,35 @@ try {
     return scroller.scrollTop === 0
       && document.getElementById("history-status").textContent.startsWith("This is the beginning");
   }));
-  result.up.messages = await page.evaluate(() => document.querySelectorAll("#message-list .message").length);
-  // Idle frames with everything loaded (the machine's floor), then scroll down through all of it.
+  result.up.messages = await page.evaluate(() => listedIds().length);
+  result.up.domMessages = await page.evaluate(() => document.querySelectorAll("#message-list .message").length);
+  // Idle frames with everything loaded (the machine's floor), then scroll down through all of it,
+  // noting every message that enters the DOM (a MutationObserver: no work inside the frames), so
+  // the run also checks that the windowed list showed every message, in order.
   result.idle = await page.evaluate(() => window.__recordFrames((count) => count >= 120));
-  result.down = await page.evaluate((step) => window.__recordFrames(() => {
-    const scroller = document.getElementById("messages");
-    scroller.scrollTop += step;
-    return scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 1;
-  }), Number(process.env.SCROLL_STEP || 200));
+  result.down = await page.evaluate(async (step) => {
+    const list = document.getElementById("message-list");
+    const seen = new Set([...list.querySelectorAll(".message")].map((n) => Number(n.dataset.id)));
+    let outOfOrder = 0;
+    const observer = new MutationObserver((records) => {
+      for (const record of records) {
+        for (const node of record.addedNodes) if (node.dataset?.id) seen.add(Number(node.dataset.id));
+      }
+      const ids = [...list.children].map((n) => Number(n.dataset.id));
+      if (ids.some((id, i) => i > 0 && id <= ids[i - 1])) outOfOrder += 1;
+    });
+    observer.observe(list, { childList: true });
+    const frames = await window.__recordFrames(() => {
+      const scroller = document.getElementById("messages");
+      scroller.scrollTop += step;
+      return scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 1
+        && !document.getElementById("jump-latest").offsetParent; // the window reached the end
+    });
+    observer.disconnect();
+    const listed = listedIds();
+    return { ...frames, shown: listed.filter((id) => seen.has(id)).length, listed: listed.length, outOfOrder,
+             domMessages: list.querySelectorAll(".message").length };
+  }, Number(process.env.SCROLL_STEP || 200));
   result.domNodes = await page.evaluate(() => document.getElementsByTagName("*").length);
   result.heapMB = await page.evaluate(() => (performance.memory ? performance.memory.usedJSHeapSize / 1e6 : null));
   result.ok = true;

@@ -139,7 +139,8 @@ def _answer_requests(node: subprocess.Popen[str], web_stack: dict[str, Any]) -> 
 def test_two_users_chat_and_one_catches_up_after_its_gateway_died(web_stack: dict[str, Any]) -> None:
     _require_tools()
     screenshots = os.environ.get("WEB_CLIENT_SCREENSHOTS")  # `make screenshots` sets docs/screenshots
-    if screenshots:
+    if screenshots:  # absolute: node runs in tests/browser
+        screenshots = str(Path(screenshots).resolve())
         Path(screenshots).mkdir(parents=True, exist_ok=True)
     result = _drive(web_stack, screenshots)
     assert result["ok"], (result.get("error"), result.get("steps"), result.get("console"))

@@ -1,23 +1,26 @@
-// The message column: the open channel's history (older pages load as you scroll up), live
-// entries, the composer (Enter sends, Shift+Enter breaks the line, Up edits your last message),
+// The message column: the open channel's history (a window of it in the DOM, older pages load as
+// you scroll up), live entries, the composer (Enter sends, Shift+Enter breaks the line, Up edits your last message),
 // message actions, and the side panel for a thread or the channel's pins.
 import { ask, choices, confirmAction } from "./dialogs.js";
 import { newNonce } from "./socket.js";
+import { MessageWindow } from "./message_window.js";
 import { $, QUICK_REACTIONS, autoGrow, el, messageNode, pendingNode } from "./view.js";
 
 const OLDER_PAGE = 100;
-const LOAD_OLDER_WITHIN_PX = 600;
+const EDGE_PX = 1200; // this close to an edge of the rendered messages, render (or load) more
+const AT_BOTTOM_PX = 80;
 
 export class MessageColumn {
   constructor(ws) {
     this.ws = ws;
-    this.nodes = new Map(); // message id -> node in the main list
+    this.window = new MessageWindow(() => this.ctx);
     this.pending = new Map(); // nonce -> {node, messageId}
     this.loadingOlder = false;
     this.thread = null; // root id of the open thread
     this.noticeTimer = null;
     const list = $("messages");
-    list.onscroll = () => { if (list.scrollTop < LOAD_OLDER_WITHIN_PX) this.loadOlder(); };
+    list.onscroll = () => this.scrolled();
+    $("jump-latest").onclick = () => this.jumpToLatest();
     const input = $("composer-input");
     $("composer").onsubmit = (event) => { event.preventDefault(); this.send(input); };
     input.onkeydown = (event) => this.composerKey(event, input, () => this.send(input));
@@ -51,9 +54,9 @@ export class MessageColumn {
   }
 
   reset() {
-    this.nodes.clear();
     this.pending.clear();
-    $("message-list").replaceChildren();
+    this.window.clear();
+    $("jump-latest").hidden = true;
     this.closePanel();
   }
 
@@ -86,18 +89,13 @@ export class MessageColumn {
     $("pins-toggle").hidden = false;
   }
 
+  get timeline() {
+    return this.ws.timelines.get(this.ws.current);
+  }
+
   renderAll(timeline) {
-    const list = $("message-list");
-    this.nodes.clear();
-    const ctx = this.ctx;
-    const fragment = document.createDocumentFragment();
-    for (const id of timeline.listed) {
-      const node = messageNode(timeline.messages.get(id), ctx);
-      this.nodes.set(id, node);
-      fragment.append(node);
-    }
-    list.replaceChildren(fragment);
-    for (const { node } of this.pending.values()) list.append(node);
+    this.window.showEnd(timeline);
+    $("jump-latest").hidden = true;
     this.historyStatus(timeline);
     const scroller = $("messages");
     scroller.scrollTop = scroller.scrollHeight;
@@ -106,8 +104,29 @@ export class MessageColumn {
     }
   }
 
+  jumpToLatest() {
+    const timeline = this.timeline;
+    if (timeline?.ready) this.renderAll(timeline);
+  }
+
   historyStatus(timeline) {
-    $("history-status").textContent = timeline.hasMore ? "" : timeline.listed.length ? "This is the beginning of the channel." : "No messages yet: say hello.";
+    const atStart = this.window.atStart(timeline);
+    $("history-status").textContent = !atStart || timeline.hasMore ? ""
+      : timeline.listed.length ? "This is the beginning of the channel." : "No messages yet: say hello.";
+  }
+
+  scrolled() {
+    const timeline = this.timeline;
+    if (!timeline?.ready) return;
+    const scroller = $("messages");
+    const below = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight;
+    if (scroller.scrollTop < EDGE_PX) {
+      if (this.window.extendUp(timeline)) this.historyStatus(timeline);
+      else this.loadOlder();
+    } else if (below < EDGE_PX && this.window.extendDown(timeline)) {
+      this.historyStatus(timeline);
+    }
+    if (below < AT_BOTTOM_PX && this.window.atEnd(timeline)) $("jump-latest").hidden = true;
   }
 
   async loadOlder() {
@@ -120,19 +139,8 @@ export class MessageColumn {
     try {
       const page = await ws.api.get(`/channels/${channelId}/messages?before=${timeline.oldestCursor}&limit=${OLDER_PAGE}`);
       if (ws.current !== channelId || ws.timelines.get(channelId) !== timeline) return;
-      const added = timeline.addOlder(page);
-      const scroller = $("messages");
-      const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-      const fragment = document.createDocumentFragment();
-      const ctx = this.ctx;
-      for (const id of timeline.listed) {
-        if (!added.has(id)) continue;
-        const node = messageNode(timeline.messages.get(id), ctx);
-        this.nodes.set(id, node);
-        fragment.append(node);
-      }
-      $("message-list").prepend(fragment); // older ids are all below the ones shown
-      scroller.scrollTop = scroller.scrollHeight - fromBottom; // the view stays where it was
+      timeline.addOlder(page);
+      this.window.extendUp(timeline);
       this.historyStatus(timeline);
     } catch (error) {
       $("history-status").textContent = `Could not load older messages: ${error.message}`;
@@ -146,21 +154,16 @@ export class MessageColumn {
     const message = change.message;
     if (change.kind === "new") {
       const scroller = $("messages");
-      const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
-      const node = messageNode(message, this.ctx);
-      this.nodes.set(message.id, node);
-      const firstPending = [...this.pending.values()][0]?.node;
-      $("message-list").insertBefore(node, firstPending?.isConnected ? firstPending : null);
+      const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < AT_BOTTOM_PX;
       this.settlePending(message.id);
-      if (atBottom || message.senderId === this.ws.me.id) scroller.scrollTop = scroller.scrollHeight;
+      if (this.window.append(timeline, message, atBottom)) {
+        if (atBottom || message.senderId === this.ws.me.id) scroller.scrollTop = scroller.scrollHeight;
+      } else {
+        $("jump-latest").hidden = false; // the reader is far up in the history
+      }
       if (timeline.listed.length === 1) this.historyStatus(timeline);
     } else if (change.kind === "update") {
-      const old = this.nodes.get(message.id);
-      if (old) {
-        const node = messageNode(message, this.ctx);
-        old.replaceWith(node);
-        this.nodes.set(message.id, node);
-      }
+      this.window.replace(message);
     } else if (change.kind === "reply") {
       this.settlePending(message.id);
     }
@@ -194,6 +197,8 @@ export class MessageColumn {
     const node = pendingNode(nonce, body, ws.me.displayName, ws.me.id);
     const entry = { node, messageId: null };
     this.pending.set(nonce, entry);
+    const timeline = ws.timelines.get(channelId);
+    if (threadId === null && timeline?.ready && !this.window.atEnd(timeline)) this.jumpToLatest();
     (threadId === null ? $("message-list") : $("side-list")).append(node);
     $(threadId === null ? "messages" : "side-body").scrollTop = 1e9;
     ws.socket.write(frame).then((ack) => {
@@ -225,7 +230,7 @@ export class MessageColumn {
   }
 
   edit(message) {
-    const node = this.nodes.get(message.id) ?? $("side-list").querySelector(`[data-id="${message.id}"]`);
+    const node = this.window.nodes.get(message.id) ?? $("side-list").querySelector(`[data-id="${message.id}"]`);
     if (!node) return;
     const body = node.querySelector(".body");
     const input = el("textarea", { "aria-label": "Edit message", maxlength: "4000" });
@@ -329,7 +334,7 @@ export class MessageColumn {
     $("side-list").replaceChildren(el("li", { class: "muted history-status", text: "Loading…" }));
     const page = await ws.api.get(`/channels/${channelId}/messages/${rootId}/thread?limit=100`);
     if (this.thread !== rootId || ws.timelines.get(channelId) !== timeline) return;
-    timeline.addOlder({ ...page, items: [page.root, ...page.items], hasMore: timeline.hasMore, nextCursor: timeline.oldestCursor });
+    timeline.addThread(page);
     this.renderThread(timeline);
     $("reply-input").focus();
   }

@@ -13,7 +13,8 @@ export class Timeline {
     this.channelId = channelId;
     this.me = me;
     this.messages = new Map(); // id -> message (REST MessageOut shape), replies included
-    this.listed = []; // ids shown in the channel, ascending
+    this.listed = []; // ids shown in the channel, ascending: a contiguous stretch of its history
+    this.listedIds = new Set();
     this.position = null; // null: no page yet (frames are only buffered)
     this.hasMore = true;
     this.oldestCursor = null;
@@ -36,24 +37,55 @@ export class Timeline {
   /** An older page (`before`): its messages, with the buffered frames after its position. */
   addOlder(page) {
     const added = this.addPage(page);
+    this.replayFor(added, page.position);
+    return added;
+  }
+
+  /** Applies the buffered frames after `position` that concern messages just added. */
+  replayFor(added, position) {
     for (const frame of this.buffer) {
-      if (frameId(frame) > page.position && added.has(targetOf(frame))) this.applyTo(frame);
+      if (frameId(frame) > position && added.has(targetOf(frame))) this.applyTo(frame);
     }
+  }
+
+  /**
+   * A thread page: its root and replies. A root older than the loaded history is kept but not
+   * listed yet (the list must stay a contiguous stretch of the channel); the older page that
+   * reaches it lists it.
+   */
+  addThread(page) {
+    const oldest = this.listed.length ? this.listed[0] : Infinity;
+    const within = (item) => item.id >= oldest || !this.hasMore;
+    const added = this.addItems([page.root, ...page.items], within);
+    this.replayFor(added, page.position);
     return added;
   }
 
   addPage(page) {
-    const added = new Set();
-    for (const item of page.items) {
-      if (this.messages.has(item.id)) continue;
-      this.messages.set(item.id, item);
-      added.add(item.id);
-      if (isListed(item)) this.listed.push(item.id);
-    }
-    this.listed.sort((a, b) => a - b);
+    const added = this.addItems(page.items, () => true);
     this.hasMore = page.hasMore;
     if (page.nextCursor !== null && page.nextCursor !== undefined) this.oldestCursor = page.nextCursor;
     else if (!page.hasMore) this.oldestCursor = null;
+    return added;
+  }
+
+  addItems(items, mayList) {
+    const added = new Set();
+    let grew = false;
+    for (const item of items) {
+      const known = this.messages.get(item.id);
+      if (!known) {
+        this.messages.set(item.id, item);
+        added.add(item.id);
+      }
+      const message = known ?? item; // a known message's state is the newer one
+      if (isListed(message) && !this.listedIds.has(message.id) && mayList(message)) {
+        this.listed.push(message.id);
+        this.listedIds.add(message.id);
+        grew = true;
+      }
+    }
+    if (grew) this.listed.sort((a, b) => a - b);
     return added;
   }
 
@@ -86,6 +118,7 @@ export class Timeline {
         this.messages.set(message.id, message);
         if (isListed(message)) {
           this.listed.push(message.id); // ids rise in log order: appending keeps the order
+          this.listedIds.add(message.id);
           return { kind: "new", id: message.id, message };
         }
         return { kind: "reply", id: message.id, message };

@@ -92,10 +92,10 @@ export function messageNode(message, ctx) {
         onclick: () => ctx.onReact(message, r.emoji, !r.me),
       }));
     }
-    node.append(el("span"), list);
+    node.append(list);
   }
   if (!ctx.inThread && message.threadId === null && message.replyCount > 0) {
-    node.append(el("span"), el("button", {
+    node.append(el("button", {
       class: "thread-link", type: "button",
       text: `${message.replyCount} ${message.replyCount === 1 ? "reply" : "replies"}`,
       onclick: () => ctx.onThread(message),
