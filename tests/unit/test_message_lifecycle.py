@@ -279,3 +279,21 @@ def _same(expected: dict[str, list[Message]], got: dict[str, list[Message]]) -> 
     for viewer, messages in expected.items():
         for want, have in zip(messages, got[viewer], strict=True):
             assert have == want, f"seen by {viewer}"
+
+
+async def test_a_page_names_the_log_position_its_state_is_at(h: Harness) -> None:
+    _, ann, bob, channel = await _world(h)
+    first = await h.services.messaging.send(ann, channel, body="one", nonce=None)
+    second = await h.services.messaging.send(ann, channel, body="two", nonce=None)
+    assert (await h.services.messaging.history(bob, channel)).position == second.id  # all in the tail
+    edit = await _edit(h, ann, channel, first.id, "one, edited")
+    assert not isinstance(edit, Unchanged)
+    older = await h.services.messaging.history(bob, channel, before=second.id)
+    # An older page also holds every change up to the position: `since=position` misses nothing.
+    assert ([m.body for m in older.items], older.position) == (["one, edited"], edit.id)
+    h.log.persist_up_to(second.id)  # the edit is still only in the tail
+    assert (await h.services.messaging.history(bob, channel)).position == edit.id
+    h.log.persist_all()
+    page = await h.services.messaging.history(bob, channel)
+    assert page.position == h.log.floor  # everything is in the store up to the floor
+    assert page.position >= edit.id
