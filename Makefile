@@ -16,8 +16,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
+	@echo "==> [1/2] upgrading pip in .venv"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "==> [2/2] installing echonats and its dependencies into .venv (first run or after a pyproject.toml change; about 30 s)"
+	set -o pipefail; $(BIN)/python -m pip install --progress-bar off -e '.[dev]' \
+		| { grep -v '^Requirement already satisfied' || true; }
+	@echo "==> installed"
 	@touch $(STAMP)
 
 run: $(STAMP)

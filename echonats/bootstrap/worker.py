@@ -17,6 +17,7 @@ from echonats.adapters.postgres.persist_sink import PostgresPersistSink
 from echonats.adapters.redis.realtime import RedisPresenceStore
 from echonats.bootstrap.resources import Resources, open_resources, prepare_streams
 from echonats.core.event_sink import PublishThenForget
+from echonats.metrics import WORKER as WORKER_METRICS
 from echonats.settings import Settings
 from echonats.workers.outbox import OutboxRelay
 from echonats.workers.persist import PersistWorker
@@ -44,7 +45,9 @@ async def _run(settings: Settings) -> None:
     async with open_resources(settings, name="echonats-worker") as resources:
         await prepare_streams(settings, resources)
         if settings.worker.metrics_port:
-            start_http_server(settings.worker.metrics_port, addr=settings.gateway.host)
+            start_http_server(
+                settings.worker.metrics_port, addr=settings.gateway.host, registry=WORKER_METRICS
+            )
         persist = persist_worker(resources)
         relay = OutboxRelay(PostgresOutbox(resources.pg), JetStreamEventPublisher(resources.nats))
         tasks = [

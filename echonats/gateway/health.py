@@ -9,9 +9,10 @@ import msgspec
 from litestar import Response, get
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from echonats.core.ports import DependencyProbe
+from echonats.metrics import GATEWAY as GATEWAY_METRICS
 from echonats.model.errors import EchonatsError
 
 
@@ -67,4 +68,4 @@ async def ready(state: State) -> Response[ReadyStatus]:
     security=[],
 )
 async def metrics() -> Response[bytes]:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(GATEWAY_METRICS), media_type=CONTENT_TYPE_LATEST)

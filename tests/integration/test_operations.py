@@ -14,9 +14,11 @@ from typing import Any
 
 import httpx
 from litestar.testing import AsyncTestClient
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from echonats.devstack.stack import find_nats_server, free_port
+from echonats.metrics import WORKER as WORKER_METRICS
 from echonats.settings import NatsSettings, Settings
 from tests.integration.api import Workspace, gateway_client, running_persist_worker, wait_for
 from tests.integration.conftest import ADMIN_TOKEN
@@ -198,3 +200,15 @@ async def test_sigterm_under_load_loses_no_acked_message(
             break
         url = f"/api/v1/channels/{channel}/messages?limit=100&before={page['nextCursor']}"
     assert set(acked) <= set(history)
+
+
+async def test_each_process_role_serves_only_its_own_metrics(client: AsyncTestClient[Any]) -> None:
+    gateway = (await client.get("/metrics")).text
+    worker = generate_latest(WORKER_METRICS).decode()  # what the worker's metrics port serves
+    for text in (gateway, worker):
+        assert "process_cpu_seconds_total" in text
+    assert "echostream_websocket_connections" in gateway
+    assert "echonats_persist_batch_size" not in gateway
+    assert "echonats_persist_batch_size" in worker
+    assert "echostream_" not in worker
+    assert "echonats_http_request_duration_seconds" not in worker

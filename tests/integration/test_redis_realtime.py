@@ -14,7 +14,6 @@ import nats
 import pytest
 import redis.asyncio as aioredis
 from nats.aio.msg import Msg
-from prometheus_client import REGISTRY
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -24,6 +23,7 @@ from echonats.adapters.redis.ratelimit import RedisRateLimiter
 from echonats.adapters.redis.realtime import RedisPresenceStore, RedisTypingThrottle, presence_keys
 from echonats.core.ports import ConnectionBeat
 from echonats.devstack.stack import StackUrls, free_port
+from echonats.metrics import GATEWAY as GATEWAY_METRICS
 from echonats.model import PresenceChange, PresenceStatus
 from echonats.model.errors import RateLimited, Unavailable
 from echonats.workers.presence import PresenceSweeper
@@ -179,11 +179,11 @@ async def test_fails_open_when_redis_is_unreachable(
     dead_client: aioredis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     limiter = RedisRateLimiter(dead_client, user_per_second=1, user_burst=1)
-    before = REGISTRY.get_sample_value("echonats_rate_limit_fail_open_total") or 0.0
+    before = GATEWAY_METRICS.get_sample_value("echonats_rate_limit_fail_open_total") or 0.0
     with caplog.at_level(logging.WARNING, logger="echonats.adapters.redis.ratelimit"):
         for _ in range(3):  # over the limit, yet allowed
             await acquire(limiter, uuid.uuid4(), "alice", tenant_per_second=1)
-    assert REGISTRY.get_sample_value("echonats_rate_limit_fail_open_total") == before + 3
+    assert GATEWAY_METRICS.get_sample_value("echonats_rate_limit_fail_open_total") == before + 3
     warnings = [r for r in caplog.records if r.name == "echonats.adapters.redis.ratelimit"]
     assert len(warnings) == 1  # at most one warning per 10 s
 
@@ -192,7 +192,7 @@ async def test_fails_open_when_redis_is_too_slow(client: aioredis.Redis, stack_u
     assert stack_urls.redis_url
     limited = aioredis.from_url(stack_urls.redis_url)
     limiter = RedisRateLimiter(limited, user_per_second=1, user_burst=1, timeout_s=0.1)
-    before = REGISTRY.get_sample_value("echonats_rate_limit_fail_open_total") or 0.0
+    before = GATEWAY_METRICS.get_sample_value("echonats_rate_limit_fail_open_total") or 0.0
     await client.execute_command("CLIENT", "PAUSE", 5000, "WRITE")  # scripts wait; UNPAUSE does not
     try:
         started = time.monotonic()
@@ -201,7 +201,7 @@ async def test_fails_open_when_redis_is_too_slow(client: aioredis.Redis, stack_u
     finally:
         await client.execute_command("CLIENT", "UNPAUSE")
         await limited.aclose()
-    assert REGISTRY.get_sample_value("echonats_rate_limit_fail_open_total") == before + 1
+    assert GATEWAY_METRICS.get_sample_value("echonats_rate_limit_fail_open_total") == before + 1
 
 
 # -- presence --------------------------------------------------------------------------------------
