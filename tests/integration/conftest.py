@@ -151,3 +151,17 @@ async def client(gateway_settings: Settings) -> AsyncIterator[AsyncTestClient[An
 @pytest.fixture
 async def workspace(client: AsyncTestClient[Any], gateway_settings: Settings) -> Workspace:
     return await create_workspace(client, gateway_settings, ADMIN_TOKEN)
+
+
+@pytest.fixture
+def self_service_settings(service_env: dict[str, str]) -> Settings:
+    """Users of tokens without a tenant claim may create and join workspaces."""
+    return load_settings(
+        {**service_env, "ECHONATS_ADMIN_TOKEN": ADMIN_TOKEN, "ECHONATS_SELF_SERVICE_WORKSPACES": "true"}
+    )
+
+
+@pytest.fixture
+async def self_service_api(self_service_settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with gateway_client(self_service_settings) as client:
+        yield client

@@ -4,15 +4,14 @@ of its front-end with its exact JSON shape and permission rule, and isolation of
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
 
 from echonats.adapters.dev_tokens import mint_dev_token
-from echonats.settings import Settings, load_settings
-from tests.integration.api import bearer, gateway_client
+from echonats.settings import Settings
+from tests.integration.api import bearer
 from tests.integration.conftest import ADMIN_TOKEN
 
 OWNER_ROLE = {
@@ -36,16 +35,8 @@ MEMBER_ROLE = {
 
 
 @pytest.fixture
-def self_service_settings(service_env: dict[str, str]) -> Settings:
-    return load_settings(
-        {**service_env, "ECHONATS_ADMIN_TOKEN": ADMIN_TOKEN, "ECHONATS_SELF_SERVICE_WORKSPACES": "true"}
-    )
-
-
-@pytest.fixture
-async def api(self_service_settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with gateway_client(self_service_settings) as client:
-        yield client
+def api(self_service_api: AsyncTestClient[Any]) -> AsyncTestClient[Any]:
+    return self_service_api
 
 
 def user(settings: Settings, name: str) -> dict[str, str]:

@@ -4,30 +4,21 @@ tenant claim: who may list, create and join, and which socket is let into which 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
 
 from echonats.adapters.dev_tokens import mint_dev_token
-from echonats.settings import Settings, load_settings
+from echonats.settings import Settings
 from tests.integration.api import bearer, create_workspace, gateway_client
 from tests.integration.conftest import ADMIN_TOKEN
 from tests.integration.realtime import serve_gateway, ws_client
 
 
 @pytest.fixture
-def self_service_settings(service_env: dict[str, str]) -> Settings:
-    return load_settings(
-        {**service_env, "ECHONATS_ADMIN_TOKEN": ADMIN_TOKEN, "ECHONATS_SELF_SERVICE_WORKSPACES": "true"}
-    )
-
-
-@pytest.fixture
-async def api(self_service_settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with gateway_client(self_service_settings) as client:
-        yield client
+def api(self_service_api: AsyncTestClient[Any]) -> AsyncTestClient[Any]:
+    return self_service_api
 
 
 def token(settings: Settings, name: str, tenant: str | None = None) -> str:
