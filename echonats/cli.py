@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from echonats.model.errors import ConfigError, EchonatsError
 from echonats.settings import Settings, load_settings, variables
@@ -23,9 +24,31 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="gateway(s) + worker; starts a private stack for services without a URL")
-    run.add_argument("--gateways", type=int, default=1, help="gateway processes (ports PORT, PORT+1, ...)")
+    run.add_argument(
+        "--gateways",
+        type=_gateway_count,
+        default=1,
+        help="gateway processes, all serving ECHONATS_GATEWAY_PORT (`auto`: one per core); "
+        "gateway K also answers on PORT+K alone, e.g. for its /metrics",
+    )
+    run.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="keep the local services' data in temp folders, deleted on exit (default: ECHONATS_DATA_DIR)",
+    )
 
-    sub.add_parser("gateway", help="serve the REST API and WebSocket (needs the three service URLs)")
+    gateway = sub.add_parser(
+        "gateway", help="serve the REST API and WebSocket (needs the three service URLs)"
+    )
+    gateway.add_argument(
+        "--listen-fd",
+        type=int,
+        action="append",
+        default=[],
+        metavar="FD",
+        help="serve on this inherited listening socket instead of binding ECHONATS_GATEWAY_PORT "
+        "(repeatable; how `echonats run --gateways N` shares one port)",
+    )
     sub.add_parser("worker", help="run the stream consumers (needs the three service URLs)")
     sub.add_parser("migrate", help="apply pending SQL migrations to ECHONATS_DATABASE_URL")
 
@@ -38,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     stack = sub.add_parser("stack", help="local services only")
     stack.add_argument("action", choices=["up"], help="start them, print their URLs, stop on Ctrl-C")
+    stack.add_argument("--ephemeral", action="store_true", help="temp folders instead of ECHONATS_DATA_DIR")
 
     issuer = sub.add_parser(
         "issuer", help="a local OIDC issuer with Keycloak's paths, for development only (no passwords)"
@@ -87,21 +111,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if command == "gateway":
         from echonats.bootstrap.gateway import serve_gateway
 
-        return serve_gateway(settings)
+        return serve_gateway(settings, inherited_fds=args.listen_fd)
     if command == "worker":
         from echonats.bootstrap.worker import run_worker
 
         return run_worker(settings)
     if command == "stack":
-        return _stack_up()
+        return _stack_up(None if args.ephemeral else Path(settings.local.data_dir))
     if command == "issuer":
         return _issuer(args)
     if command == "run":
         from echonats.devstack.supervisor import run_all
 
-        if args.gateways < 1:
-            raise ConfigError("--gateways: must be at least 1")
-        return run_all(settings, gateways=args.gateways)
+        return run_all(settings, gateways=args.gateways, ephemeral=args.ephemeral)
     raise AssertionError(command)
 
 
@@ -142,13 +164,27 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _stack_up() -> int:
+def _gateway_count(value: str) -> int:
+    if value == "auto":
+        return len(os.sched_getaffinity(0))  # the cores this process may run on
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or `auto`, got {value!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return count
+
+
+def _stack_up(data_dir: Path | None) -> int:
     from echonats.devstack.stack import LocalStack
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a closed terminal too: clean up
         signal.signal(signum, lambda *_: stop.set())
-    with LocalStack() as urls:
+    if data_dir is not None:
+        print(f"# data: {data_dir.resolve()} (kept; --ephemeral for temp folders)", flush=True)
+    with LocalStack(data_dir=data_dir) as urls:
         for key, value in urls.as_env().items():
             print(f"export {key}={value}")
         print(f"# NATS monitoring: {urls.nats_monitor_url}   (Ctrl-C stops everything)", flush=True)

@@ -344,6 +344,19 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LocalSettings:
+    data_dir: str = field(
+        default=".echonats",
+        metadata=env(
+            "ECHONATS_DATA_DIR",
+            "Where `echonats run` keeps the PostgreSQL and JetStream data of the services it starts "
+            "(a relative path is from the working directory); `echonats run --ephemeral` uses temp "
+            "folders instead. Delete the folder to start afresh.",
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = field(
         default="INFO",
@@ -366,6 +379,7 @@ class Settings:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    local: LocalSettings = field(default_factory=LocalSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     def require_service_urls(self) -> tuple[str, str, str]:

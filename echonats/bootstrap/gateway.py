@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import uvicorn
 from litestar import Litestar
@@ -25,8 +25,9 @@ from echonats.gateway.fanout import Hub
 from echonats.gateway.feed import FeedRouter
 from echonats.gateway.invalidation import listen_for_revocations
 from echonats.gateway.limits import HandshakeGuard, SocketCounter
+from echonats.gateway.listener import inherited_socket, listening_socket
 from echonats.gateway.presence import PresenceTracker
-from echonats.gateway.server import check_gateway_settings, listening_socket, uvicorn_config
+from echonats.gateway.server import check_gateway_settings, uvicorn_config
 from echonats.gateway.web import WebClientConfig
 from echonats.gateway.ws import Realtime
 from echonats.settings import Settings
@@ -116,13 +117,15 @@ def create_gateway_app(settings: Settings) -> Litestar:
     )
 
 
-def serve_gateway(settings: Settings) -> int:
+def serve_gateway(settings: Settings, *, inherited_fds: Sequence[int] = ()) -> int:
+    """Serve on ECHONATS_GATEWAY_HOST:PORT, or on listening sockets inherited from `echonats run`."""
     check_gateway_settings(settings)
     server = uvicorn.Server(uvicorn_config(create_gateway_app(settings), settings))
-    sock = listening_socket(settings)
+    sockets = [inherited_socket(fd) for fd in inherited_fds] or [listening_socket(settings)]
     try:
-        server.run(sockets=[sock])
+        server.run(sockets=sockets)
     finally:
-        sock.close()
+        for sock in sockets:
+            sock.close()
     # uvicorn swallows lifespan start-up failures into should_exit; report them as a failure exit.
     return 0 if server.started else 1

@@ -64,7 +64,7 @@ class FatalExit(Exception):
         self.code = code
 
 
-def popen(argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def popen(argv: Sequence[str], env: dict[str, str], pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
     # Own session: Ctrl-C in the terminal reaches only the supervisor, which stops children in
     # order. The parent-death signal covers a supervisor that is SIGKILLed.
     return subprocess.Popen(
@@ -73,10 +73,11 @@ def popen(argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         stdin=subprocess.DEVNULL,
         start_new_session=True,
         preexec_fn=set_parent_death_signal,
+        pass_fds=tuple(pass_fds),
     )
 
 
-Spawn = Callable[[Sequence[str], dict[str, str]], subprocess.Popen[bytes]]
+Spawn = Callable[[Sequence[str], dict[str, str], Sequence[int]], subprocess.Popen[bytes]]
 
 
 @dataclass(slots=True)
@@ -84,6 +85,7 @@ class Child:
     name: str
     argv: list[str]
     env: dict[str, str]
+    pass_fds: tuple[int, ...] = ()  # inherited descriptors (a gateway's listening sockets), every start
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restart_at: float | None = None  # set while waiting out the backoff after a crash
@@ -98,14 +100,16 @@ class Children:
         self._clock = clock
         self.children: list[Child] = []
 
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Child:
-        child = Child(name, list(argv), env)
+    def start(
+        self, name: str, argv: Sequence[str], env: dict[str, str], pass_fds: Sequence[int] = ()
+    ) -> Child:
+        child = Child(name, list(argv), env, tuple(pass_fds))
         self.children.append(child)
         self._launch(child)
         return child
 
     def _launch(self, child: Child) -> None:
-        child.process = self._spawn(child.argv, child.env)
+        child.process = self._spawn(child.argv, child.env, child.pass_fds)
         child.started_at = self._clock()
         child.restart_at = None
 

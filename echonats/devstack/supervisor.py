@@ -13,14 +13,17 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 from echonats.bootstrap.migrate import migrate
 from echonats.devstack.children import EXIT_CONFIG, Children, FatalExit
 from echonats.devstack.stack import LocalStack
+from echonats.gateway.listener import listening_socket
 from echonats.logs import configure_logging
 from echonats.model.errors import Unavailable
 from echonats.settings import DEV_JWT_SECRET, Settings
@@ -61,29 +64,38 @@ def _local_issuer_url(settings: Settings) -> str | None:
 
 
 def _print_banner(
-    settings: Settings, gateways: int, env: dict[str, str], stack: LocalStack, issuer: str | None
+    settings: Settings,
+    gateways: int,
+    env: dict[str, str],
+    stack: LocalStack,
+    issuer: str | None,
+    data_dir: Path | None,
 ) -> None:
     host = _local_host(settings)
-    base = f"http://{host}:{settings.gateway.port}"
+    port = settings.gateway.port
+    base = f"http://{host}:{port}"
     lines = [
         "",
-        "echonats is running"
-        + (
-            f" ({gateways} gateways on ports {settings.gateway.port}..{settings.gateway.port + gateways - 1})"
-            if gateways > 1
-            else ""
-        ),
+        "echonats is running" + (f" ({gateways} gateways sharing port {port})" if gateways > 1 else ""),
         *([f"  Web client    {base}/"] if settings.gateway.web_client else []),
         f"  REST API      {base}/api/v1",
         f"  WebSocket     ws://{host}:{settings.gateway.port}/ws?token=<jwt>",
         f"  OpenAPI docs  {base}/schema  (JSON: {base}/schema/openapi.json)",
         f"  Metrics       {base}/metrics   worker: http://{host}:{settings.worker.metrics_port}/metrics",
+        *(
+            [f"  Per gateway   gateway K alone: http://{host}:<{port}+K>/metrics, K = 1..{gateways}"]
+            if gateways > 1
+            else []
+        ),
         f"  Health        {base}/health   {base}/ready",
         f"  NATS          {env['ECHONATS_NATS_URL']}"
         + (f"   (monitoring {stack.urls.nats_monitor_url})" if stack.urls.nats_monitor_url else ""),
         f"  PostgreSQL    {env['ECHONATS_DATABASE_URL']}",
         f"  Redis         {env['ECHONATS_REDIS_URL']}",
-        "  Dev token     .venv/bin/echonats token --tenant <tenantId> --user <userId> "
+        f"  Data          {data_dir}  (kept between runs; delete it to start afresh)"
+        if data_dir is not None
+        else "  Data          temp folders, deleted on exit (--ephemeral)",
+        "  Dev token     .venv/bin/echonats token --user <userId> [--tenant <tenantId>] "
         "[--role platform-admin]",
         *(
             [f"  OIDC issuer   {issuer}/realms/<realm>  (local development only: anyone who types a name)"]
@@ -96,19 +108,55 @@ def _print_banner(
     print("\n".join(lines), flush=True)
 
 
-def run_all(settings: Settings, *, gateways: int) -> int:
+def _gateway_sockets(settings: Settings, gateways: int) -> list[list[socket.socket]]:
+    """Per gateway: its share of the common port, then its own port (PORT+K) — none for just one
+    gateway, which binds its port itself. Bound here, before any child starts, so a port in use is
+    one clear error and a restarted gateway inherits the same sockets."""
+    if gateways == 1:
+        return []
+    bound: list[list[socket.socket]] = []
+    try:
+        for index in range(gateways):
+            shared = listening_socket(settings, reuse_port=True)
+            bound.append([shared])
+            bound[-1].append(listening_socket(settings, port=settings.gateway.port + index + 1))
+    except OSError as exc:
+        _close(bound)
+        raise Unavailable(f"cannot listen on the gateway ports: {exc}") from exc
+    return bound
+
+
+def _close(sockets: list[list[socket.socket]]) -> None:
+    for group in sockets:
+        for sock in group:
+            sock.close()
+
+
+def _data_dir(settings: Settings, *, ephemeral: bool) -> Path | None:
+    if ephemeral or (settings.nats.url and settings.postgres.url):
+        return None  # nothing persistent is started here
+    return Path(settings.local.data_dir).resolve()
+
+
+def run_all(settings: Settings, *, gateways: int, ephemeral: bool = False) -> int:
     stop = threading.Event()
     for signum in STOP_SIGNALS:
         signal.signal(signum, lambda *_: stop.set())
     if "ECHONATS_LOG_FORMAT" not in os.environ:  # the same readable format as the children's
         configure_logging(dataclasses.replace(settings.log, format="text"))
 
+    data_dir = _data_dir(settings, ephemeral=ephemeral)
     stack = LocalStack(
-        nats=not settings.nats.url, postgres=not settings.postgres.url, redis=not settings.redis.url
+        nats=not settings.nats.url,
+        postgres=not settings.postgres.url,
+        redis=not settings.redis.url,
+        data_dir=data_dir,
     )
     children = Children()
     gateway_names = [f"gateway-{index + 1}" for index in range(gateways)]
+    sockets: list[list[socket.socket]] = []
     try:
+        sockets = _gateway_sockets(settings, gateways)
         urls = stack.start()
         env = {**os.environ, **urls.as_env()}
         if not settings.auth.jwt_secret and not settings.auth.jwks_url:
@@ -134,15 +182,16 @@ def run_all(settings: Settings, *, gateways: int) -> int:
                                       "--public-url", issuer], env)  # fmt: skip
         children.start("worker", [*command, "worker"], env)
         for index, name in enumerate(gateway_names):
-            gateway_env = {**env, "ECHONATS_GATEWAY_PORT": str(settings.gateway.port + index)}
-            children.start(name, [*command, "gateway"], gateway_env)
+            fds = [sock.fileno() for sock in sockets[index]] if sockets else []
+            listen = [arg for fd in fds for arg in ("--listen-fd", str(fd))]
+            children.start(name, [*command, "gateway", *listen], env, pass_fds=fds)
 
         host = _local_host(settings)
         if not _wait_ready(f"http://{host}:{settings.gateway.port}/ready", children, stop):
             if stop.is_set():
                 return 0
             raise Unavailable(f"gateway not ready within {READY_TIMEOUT_S:.0f}s (see the log above)")
-        _print_banner(settings, gateways, env, stack, issuer)
+        _print_banner(settings, gateways, env, stack, issuer, data_dir)
 
         while not stop.wait(POLL_S):
             children.supervise()
@@ -154,5 +203,6 @@ def run_all(settings: Settings, *, gateways: int) -> int:
         log.info("stopping: gateways, then the worker, then the local services")
         children.stop(gateway_names)
         children.stop(["worker", "issuer"])
+        _close(sockets)
         stack.stop()
         log.info("stopped")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import uvicorn
 from litestar.types import ASGIApp
 
@@ -44,18 +42,3 @@ def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-
-
-def listening_socket(settings: Settings) -> socket.socket:
-    """The gateway's listening socket. Accepted client sockets inherit its send buffer size: a fixed
-    buffer bounds what one slow client can pin in the kernel (autotuning lets it grow to ~4 MB on
-    Linux), so the per-connection queue, not the kernel, decides when a client is too slow."""
-    family = socket.AF_INET6 if ":" in settings.gateway.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if settings.realtime.socket_send_buffer:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.realtime.socket_send_buffer)
-    sock.bind((settings.gateway.host, settings.gateway.port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock

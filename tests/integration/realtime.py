@@ -18,7 +18,8 @@ from websockets.exceptions import ConnectionClosed
 
 from echonats.bootstrap.gateway import create_gateway_app
 from echonats.devstack.stack import free_port
-from echonats.gateway.server import listening_socket, uvicorn_config
+from echonats.gateway.listener import listening_socket
+from echonats.gateway.server import uvicorn_config
 from echonats.settings import Settings, with_overrides
 
 

@@ -22,7 +22,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from echonats.devstack.stack import free_port
-from echonats.gateway.server import listening_socket, uvicorn_config
+from echonats.gateway.listener import listening_socket
+from echonats.gateway.server import uvicorn_config
 from echonats.settings import Settings, load_settings, with_overrides
 from tests.integration.api import wait_for
 from tests.integration.realtime import serve_gateway

@@ -50,7 +50,9 @@ class Harness:
         self.spawned: list[tuple[float, FakeProcess]] = []
         self.children = Children(spawn=self._spawn, clock=self.clock)
 
-    def _spawn(self, argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, argv: Sequence[str], env: dict[str, str], pass_fds: Sequence[int] = ()
+    ) -> subprocess.Popen[bytes]:
         process = FakeProcess()
         if self.crash_at_start:
             process.returncode = 1
