@@ -64,3 +64,8 @@ async def test_the_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     assert '"body":"Hello, Bob!"' in posted
     assert '"items":[{' in history
     assert '"body":"Hello, Bob!"' in history
+    assert "hello.py" in files
+    stored = re.search(r"^stored as message (\d+)$", result.stdout, re.MULTILINE)
+    assert stored, result.stdout
+    assert int(stored.group(1)) > 1  # after Ann's REST message
+    assert "Bob got 'Hi Bob, live this time' from Ann" in result.stdout
