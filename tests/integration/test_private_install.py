@@ -68,7 +68,7 @@ def test_root_runs_postgres_from_a_venv_in_a_private_directory(
 ) -> None:
     home = private_bindir.parents[4]
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
-    monkeypatch.setattr("echonats.devstack.stack.postgres_bindir_candidates", lambda: [private_bindir])
+    monkeypatch.setattr("echonats.devstack.pgserver.postgres_bindir_candidates", lambda: [private_bindir])
     stack = LocalStack(nats=False, redis=False, durable=False)
     try:
         urls = stack.start()
