@@ -1,4 +1,4 @@
-"""``python -m bench``: run a preset against echonats and the nats-server reference, report the figures."""
+"""``python -m bench``: run a preset against echonats and the nats-server references, report the figures."""
 
 from __future__ import annotations
 
@@ -25,20 +25,39 @@ from bench.runner import Runner
 from bench.system import System
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# --references names -> result targets: core NATS (PUB + PING/PONG) and JetStream (stored, PubAck).
+REFERENCES = {"core": "reference", "js": "reference-js"}
+
+
+def _references(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    if names == ("none",):
+        return ()
+    unknown = [n for n in names if n not in REFERENCES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected core, js, core,js or none; got {text!r}")
+    return names
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Latency/throughput bench of echonats against nats-server's own WebSocket listener.",
+        description="Latency/throughput bench of echonats against nats-server's own WebSocket listener "
+        "(core NATS, and JetStream with file storage).",
     )
     p.add_argument(
         "--preset", choices=sorted(PRESETS), default="quick", help="named scenario set (default: quick)"
     )
     p.add_argument("--receivers", type=int, default=2, help="receiver processes (default 2)")
     p.add_argument("--body-bytes", type=int, default=64, help="message body size (default 64)")
-    p.add_argument("--no-reference", action="store_true", help="skip the nats-server reference runs")
-    p.add_argument("--reference-only", action="store_true", help="run only the nats-server reference")
+    p.add_argument(
+        "--references",
+        type=_references,
+        default=tuple(REFERENCES),
+        help="reference runs next to echonats: core,js (default), core, js or none",
+    )
+    p.add_argument("--no-reference", action="store_true", help="skip both references (--references none)")
+    p.add_argument("--reference-only", action="store_true", help="run only the reference(s), not echonats")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for JSON + PNG")
     add_arguments(p)
     return p
@@ -63,15 +82,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"bench: warning: open-file limit {fd_limit} < {needed} needed by the largest scenario",
             file=sys.stderr,
         )
-    targets = ["echonats"] if args.no_reference else ["echonats", "reference"]
-    if args.reference_only:
-        targets = ["reference"]
+    if args.no_reference:
+        args.references = ()
+    if args.reference_only and not args.references:
+        print("bench: --reference-only needs a reference (--references)", file=sys.stderr)
+        return 2
+    targets = [] if args.reference_only else ["echonats"]
+    targets += [REFERENCES[name] for name in args.references]
     log_dir = Path(tempfile.mkdtemp(prefix=f"echonats-benchlogs-{os.getpid()}-"))
     progress = Progress()
     started = datetime.now(UTC)
     t0 = time.monotonic()
     system = System(
-        gateways=max(s.gateways for s in scenarios), want_reference=not args.no_reference, log_dir=log_dir
+        gateways=max(s.gateways for s in scenarios), want_reference=bool(args.references), log_dir=log_dir
     )
     results: list[dict[str, Any]] = []
     failure: str | None = None
@@ -158,7 +181,8 @@ def _document(
         "config": {
             "receiver_processes": args.receivers,
             "body_bytes": args.body_bytes,
-            "reference": not args.no_reference,
+            "reference": bool(args.references),
+            "references": [REFERENCES[name] for name in args.references],
             "scenarios": [
                 {k: getattr(s, k) for k in s.__dataclass_fields__} | {"label": s.label} for s in scenarios
             ],

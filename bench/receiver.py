@@ -1,9 +1,11 @@
 """Receiver process: many WebSocket clients on one event loop, recording every delivery.
 
 Each socket subscribes to one channel (echonats ``subscribe`` frame, or NATS ``SUB`` over the
-nats-server WebSocket listener in reference mode). A delivery costs a timestamp, two
-``bytes.find`` calls and a split: the receive time is taken first thing in the frame callback, so
-the figure is send -> delivery as seen by a client, including the kernel and this process.
+nats-server WebSocket listener in the reference modes; the JetStream reference's receivers listen
+on the stream's republished subject, whose messages arrive as ``HMSG`` with the stream's headers).
+A delivery costs a timestamp, two ``bytes.find`` calls and a split: the receive time is taken
+first thing in the frame callback, so the figure is send -> delivery as seen by a client,
+including the kernel and this process.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bench.wire import (
     EDIT_FRAME_PREFIX,
     MESSAGE_FRAME_PREFIX,
     NATS_CONNECT,
+    NATS_CONNECT_HEADERS,
     NATS_PING,
     NATS_PONG,
     PRESENCE_FRAME_PREFIX,
@@ -43,12 +46,12 @@ SUBSCRIBE_TIMEOUT_S = 60.0
 class SocketSpec:
     url: str
     channel: int  # channel index (what bodies carry)
-    target: str  # echonats: channel id; reference: NATS subject
+    target: str  # echonats: channel id; references: NATS subject
 
 
 @dataclass(frozen=True, slots=True)
 class ReceiverSpec:
-    mode: str  # "echonats" | "reference"
+    mode: str  # "echonats" | "reference" | "reference-js"
     sockets: list[SocketSpec] = field(default_factory=list)
 
 
@@ -230,7 +233,8 @@ class _NatsListener(_Base):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
-        transport.send(WSMsgType.BINARY, NATS_CONNECT + nats_sub(self.spec.target, 1) + NATS_PING)
+        connect = NATS_CONNECT_HEADERS if self.core.spec.mode == "reference-js" else NATS_CONNECT
+        transport.send(WSMsgType.BINARY, connect + nats_sub(self.spec.target, 1) + NATS_PING)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         now = time.time_ns()
@@ -240,8 +244,8 @@ class _NatsListener(_Base):
             return
         if kind not in (WSMsgType.BINARY, WSMsgType.TEXT, WSMsgType.CONTINUATION):
             return
-        for event, payload in self.parser.feed(frame.get_payload_as_bytes()):
-            if event == "MSG":
+        for event, _subject, _headers, payload in self.parser.feed(frame.get_payload_as_bytes()):
+            if event == "MSG" or event == "HMSG":
                 self.core.on_body(self.index, body_of_frame(payload), now)
             elif event == "PING":
                 transport.send(WSMsgType.BINARY, NATS_PONG)

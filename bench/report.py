@@ -8,14 +8,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from bench.costs import print_cpu_costs
 from bench.stats import ratio
 
 LEGEND = """\
+  targets: reference = core NATS over nats-server's WebSocket; reference-js = JetStream over it (stored
+    on disk, republished to the receivers), the cost of durability with no chat logic.
   lost/dup/ooo: acknowledged messages missing / duplicated / out of order, over all sockets (must be 0).
-  ack: send -> ack (echonats: stored in JetStream; reference: PUB followed by PING -> PONG).
+  ack: send -> ack (echonats: stored in JetStream; reference: PUB followed by PING -> PONG;
+    reference-js: HPUB -> JetStream's PubAck).
   persist: send -> row visible in PostgreSQL (polled every 20 ms: an upper bound by at most that).
-  srv CPU%: echonats = gateways + worker + nats + postgres + redis; reference = nats-server (100 = one core).
+  srv CPU%: echonats = gateways + worker + nats + postgres + redis; references = nats-server (100 = one core).
   gen CPU%: each receiver process / + the sender process (the load generator's own load)."""
+
+REFERENCE_TARGETS = ("reference", "reference-js")
 
 LAT_KEYS = (("p50", "p50"), ("p95", "p95"), ("p99", "p99"), ("p99.9", "p999"), ("max", "max"))
 
@@ -38,28 +44,43 @@ def rate_steps(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def compute_ratios(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """echonats / reference for each figure of each step that ran on both."""
+    """echonats / reference for each figure of each step that ran on both, for each reference."""
     ref = {
-        (r["label"], r["offered_msgs_per_s"]): r for r in rate_steps(results) if r["target"] == "reference"
+        (r["target"], r["label"], r["offered_msgs_per_s"]): r
+        for r in rate_steps(results)
+        if r["target"] in REFERENCE_TARGETS
     }
     out = []
     for ours in rate_steps(results):
-        theirs = ref.get((ours["label"], ours["offered_msgs_per_s"]))
-        if ours["target"] != "echonats" or theirs is None:
-            continue
-        row: dict[str, Any] = {
-            "scenario": ours["scenario"],
-            "label": ours["label"],
-            "offered_msgs_per_s": ours["offered_msgs_per_s"],
-        }
-        for name, key in LAT_KEYS:
-            row[f"latency_{name}"] = ratio(ours["latency_ms"].get(key), theirs["latency_ms"].get(key))
-        row["ack_p50"] = ratio(ours["ack_ms"].get("p50"), theirs["ack_ms"].get("p50"))
-        row["achieved_deliveries_per_s"] = ratio(
-            ours["achieved_deliveries_per_s"], theirs["achieved_deliveries_per_s"]
-        )
-        row["server_cpu_pct"] = ratio(ours["server_cpu_pct"], theirs["server_cpu_pct"])
-        out.append(row)
+        for target in REFERENCE_TARGETS:
+            theirs = ref.get((target, ours["label"], ours["offered_msgs_per_s"]))
+            if ours["target"] == "echonats" and theirs is not None:
+                out.append(_ratio_row(ours, theirs))
+    out.extend(_idle_ratios(results))
+    return out
+
+
+def _ratio_row(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "scenario": ours["scenario"],
+        "label": ours["label"],
+        "offered_msgs_per_s": ours["offered_msgs_per_s"],
+        "reference": theirs["target"],
+    }
+    for name, key in LAT_KEYS:
+        row[f"latency_{name}"] = ratio(ours["latency_ms"].get(key), theirs["latency_ms"].get(key))
+    row["ack_p50"] = ratio(ours["ack_ms"].get("p50"), theirs["ack_ms"].get("p50"))
+    row["achieved_deliveries_per_s"] = ratio(
+        ours["achieved_deliveries_per_s"], theirs["achieved_deliveries_per_s"]
+    )
+    row["server_cpu_pct"] = ratio(ours["server_cpu_pct"], theirs["server_cpu_pct"])
+    for key in ("server_cpu_us_per_send", "server_cpu_us_per_delivery"):
+        row[key] = ratio(ours.get(key), theirs.get(key))
+    return row
+
+
+def _idle_ratios(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
     ref_idle = {
         (r["label"], r["sockets"]): r
         for r in results
@@ -75,6 +96,7 @@ def compute_ratios(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     "scenario": "idle",
                     "label": ours["label"],
                     "sockets": ours["sockets"],
+                    "reference": "reference",
                     "rss_kb_per_connection": ratio(
                         ours["rss_kb_per_connection_socket_holders"],
                         theirs["rss_kb_per_connection_socket_holders"],
@@ -89,7 +111,7 @@ def print_tables(results: Sequence[dict[str, Any]], ratios: Sequence[dict[str, A
     steps = rate_steps(results)
     if steps:
         head = (
-            f"{'scenario':<9}{'target':<10}{'msg/s':>7}{'deliv/s':>9}{'achieved':>9}"
+            f"{'scenario':<9}{'target':<13}{'msg/s':>7}{'deliv/s':>9}{'achieved':>9}"
             f"{'p50':>8}{'p95':>8}{'p99':>8}{'p99.9':>8}{'max':>8}  {'lost/dup/ooo':<13}"
             f"{'ack p50/p99':>13}{'persist p50/p99':>17}{'srv CPU%':>9}{'gen CPU%':>14}"
         )
@@ -104,7 +126,7 @@ def print_tables(results: Sequence[dict[str, Any]], ratios: Sequence[dict[str, A
             gen_txt = "/".join(f"{x:.0f}" for x in gen["receivers_cpu_pct"]) + f"+{gen['sender_cpu_pct']:.0f}"
             integrity = f"{i['lost']}/{i['duplicates']}/{i['out_of_order']}"
             print(
-                f"{r['scenario']:<9}{r['target']:<10}{r['offered_msgs_per_s']:>7g}"
+                f"{r['scenario']:<9}{r['target']:<13}{r['offered_msgs_per_s']:>7g}"
                 f"{r['offered_deliveries_per_s']:>9,.0f}{r['achieved_deliveries_per_s']:>9,.0f}"
                 + "".join(f" {_ms(lat.get(k)):>7}" for _, k in LAT_KEYS)
                 + f"  {integrity:<13}"
@@ -121,10 +143,11 @@ def print_tables(results: Sequence[dict[str, Any]], ratios: Sequence[dict[str, A
                 f"{name} {u['cpu_pct']:.0f}%/{u['rss_mb']:.0f}" for name, u in r["servers"].items()
             )
             print(
-                f"  {r['scenario']:<9}{r['target']:<10}{r['offered_msgs_per_s']:>6g} msg/s: {procs}"
+                f"  {r['scenario']:<9}{r['target']:<13}{r['offered_msgs_per_s']:>6g} msg/s: {procs}"
                 f"  (machine {r['machine_cpu_pct']:.0f}% of {100 * (os.cpu_count() or 1)})",
                 file=out,
             )
+        print_cpu_costs(steps, out)
     idle = [r for r in results if r["scenario"] == "idle"]
     if idle:
         print("\nIdle connections", file=out)
@@ -147,7 +170,8 @@ def print_tables(results: Sequence[dict[str, Any]], ratios: Sequence[dict[str, A
         )
     if ratios:
         print(
-            "\nechonats / reference (latency: lower is better, 1.0 = as fast as nats-server's own WebSocket)",
+            "\nechonats / reference (lower is better; 1.0 = as fast / as cheap as nats-server's own "
+            "WebSocket:\n  vs core = core NATS, vs JS = JetStream with file storage, PubAck awaited)",
             file=out,
         )
         for row in ratios:
@@ -160,11 +184,13 @@ def print_tables(results: Sequence[dict[str, Any]], ratios: Sequence[dict[str, A
                 )
                 continue
             lat = "  ".join(f"{name} x{_f(row[f'latency_{name}'], '.2f')}" for name, _ in LAT_KEYS)
+            vs = "vs JS  " if row.get("reference") == "reference-js" else "vs core"
             print(
-                f"  {row['scenario']:<9}{row['offered_msgs_per_s']:>6g} msg/s: {lat}"
+                f"  {row['scenario']:<9}{row['offered_msgs_per_s']:>6g} msg/s {vs}: {lat}"
                 f"  ack p50 x{_f(row['ack_p50'], '.2f')}"
                 f"  deliveries/s x{_f(row['achieved_deliveries_per_s'], '.2f')}"
-                f"  server CPU x{_f(row['server_cpu_pct'], '.2f')}",
+                f"  server CPU x{_f(row['server_cpu_pct'], '.2f')}"
+                f"  CPU us/send x{_f(row.get('server_cpu_us_per_send'), '.1f')}",
                 file=out,
             )
 
@@ -230,7 +256,7 @@ def plot(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 4.6 * rows), squeeze=False)
     colors = {"p50": "tab:blue", "p95": "tab:green", "p99": "tab:orange", "p99.9": "tab:red"}
     for ax, label in zip(axes.flat, labels, strict=False):
-        for target, style in (("echonats", "-"), ("reference", "--")):
+        for target, style in (("echonats", "-"), ("reference", "--"), ("reference-js", ":")):
             pts = sorted(
                 (r for r in steps if r["label"] == label and r["target"] == target),
                 key=lambda r: r["offered_msgs_per_s"],
@@ -244,7 +270,7 @@ def plot(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
                     xs,
                     ys,
                     style,
-                    marker="o" if target == "echonats" else "s",
+                    marker={"echonats": "o", "reference": "s"}.get(target, "^"),
                     color=colors[name],
                     label=f"{target} {name}",
                 )
@@ -267,7 +293,8 @@ def plot(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     for ax in list(axes.flat)[panels:]:
         ax.set_visible(False)
     fig.suptitle(
-        title + "\nsolid: echonats, dashed: nats-server's own WebSocket listener (reference)", fontsize=10
+        title + "\nsolid: echonats; nats-server's own WebSocket:\ndashed core NATS, dotted JetStream",
+        fontsize=10,
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

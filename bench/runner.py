@@ -1,10 +1,11 @@
 """Runs scenarios: provisions, starts the load-generator processes, measures each step, aggregates.
 
 Per scenario: a fresh tenant, users and channels (REST), then one session per target (echonats,
-then the reference) with K receiver processes and one sender process that stay connected across
-the scenario's rate steps. A step resets the receivers, lets the sender offer ``rate`` messages/s
-for the duration, waits until every acknowledged message reached every socket of its channel (or
-stalls), collects the raw reports and aggregates them in this process.
+then the core-NATS reference, then the JetStream reference) with K receiver processes and one
+sender process that stay connected across the scenario's rate steps. A step resets the receivers,
+lets the sender offer ``rate`` messages/s for the duration, waits until every acknowledged message
+reached every socket of its channel (or stalls), collects the raw reports and aggregates them in
+this process, with each server process's CPU time per acknowledged send and per delivery.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.child import ChildProcess, close_all
+from bench.jsref import ensure_stream
 from bench.persist import PersistPoller
 from bench.presets import Scenario
 from bench.progress import Progress
@@ -36,16 +38,22 @@ from bench.system import (
     System,
     counter_delta,
     counters,
+    cpu_costs,
     machine_busy,
     machine_cpu_pct,
     sample,
     usage,
 )
-from bench.wire import reference_subject
+from bench.wire import js_live_subject, js_subject, reference_subject
 
 DRAIN_STALL_S = 3.0
 DRAIN_MAX_S = 180.0  # a saturated server is still working off its backlog: wait while it progresses
 PERSIST_WAIT_S = 30.0
+TARGET_LABELS = {
+    "echonats": "echonats",
+    "reference": "core NATS over WebSocket",
+    "reference-js": "JetStream over WebSocket",
+}
 
 
 @dataclass(slots=True)
@@ -87,25 +95,34 @@ class Runner:
             sender_users=await self.provisioner.users(tenant, sc.senders, f"{sc.name}-send"),
         )
         for target in targets:
+            if sc.name == "idle" and target == "reference-js":
+                continue  # idle sockets publish nothing: JetStream would change nothing
             await self._session(sc, target, layout)
 
     # -- one target ---------------------------------------------------------------------------------
 
     def _socket_url(self, target: str, gateway: int, token: str) -> str:
-        if target == "reference":
+        if target != "echonats":
             assert self.system.reference_ws_url
             return self.system.reference_ws_url
         base = self.system.gateway_urls[gateway].replace("http://", "ws://", 1)
         return f"{base}/ws?token={token}"
 
     def _specs(self, sc: Scenario, target: str, layout: Layout) -> tuple[list[ReceiverSpec], SenderSpec]:
-        targets = [reference_subject(c) if target == "reference" else c for c in layout.channels]
+        # What a sender publishes to, and what a receiver subscribes to, per channel index.
+        if target == "reference":
+            targets = listen = [reference_subject(c) for c in layout.channels]
+        elif target == "reference-js":
+            targets = [js_subject(c) for c in layout.channels]
+            listen = [js_live_subject(c) for c in layout.channels]
+        else:
+            targets = listen = list(layout.channels)
         per_proc: list[list[SocketSpec]] = [[] for _ in range(self.receivers)]
         for j in range(sc.sockets):
             user = layout.receiver_users[j // sc.sockets_per_user]
             channel = j % sc.rooms
             url = self._socket_url(target, j % sc.gateways, layout.tenant.tokens[user])
-            per_proc[j % self.receivers].append(SocketSpec(url, channel, targets[channel]))
+            per_proc[j % self.receivers].append(SocketSpec(url, channel, listen[channel]))
         senders = []
         for s, user in enumerate(layout.sender_users):
             mine = [c for c in range(sc.rooms) if c % sc.senders == s] or [s % sc.rooms]
@@ -121,6 +138,9 @@ class Runner:
         sender = ChildProcess("sender", sender_spec, "sender")
         poller: PersistPoller | None = None
         try:
+            if target == "reference-js":
+                assert self.system.reference_nats_url
+                await ensure_stream(self.system.reference_nats_url)
             if target == "echonats":
                 poller = await PersistPoller(self.system.database_url, layout.tenant.id).__aenter__()
             if sc.name == "idle":
@@ -222,6 +242,7 @@ class Runner:
             machine_cpu_pct=machine_cpu_pct(machine0, machine1),
         )
         result["server_cpu_pct"] = round(sum(u["cpu_pct"] for u in result["servers"].values()), 1)
+        result.update(cpu_costs(result["servers"], acked, result["integrity"]["delivered"]))
         self.progress.done(_one_line(result))
         return result
 
@@ -263,7 +284,7 @@ class Runner:
             }
             # The processes that hold the sockets; PostgreSQL grows by shared buffers touched while
             # sockets authenticate, which is not per-connection state (it is in the breakdown).
-            holders = ("nats",) if target == "reference" else ("gateway",)
+            holders = ("nats",) if target != "echonats" else ("gateway",)
             result = {
                 "scenario": sc.name,
                 "label": sc.label,
@@ -308,6 +329,7 @@ def aggregate(
         "scenario": sc.name,
         "label": sc.label,
         "target": target,
+        "target_label": TARGET_LABELS[target],
         "offered_msgs_per_s": rate,
         "duration_s": sc.duration_s,
         "sockets": sc.sockets,
@@ -342,7 +364,12 @@ def _one_line(r: dict[str, Any]) -> str:
     i = r["integrity"]
     p = (lambda k: f"{lat[k]:.1f}") if lat.get("count") else (lambda k: "-")
     return (
-        f"{r['scenario']:8} {r['target']:9} {r['offered_msgs_per_s']:>6g} msg/s: "
+        f"{r['scenario']:8} {r['target']:12} {r['offered_msgs_per_s']:>6g} msg/s: "
         f"{r['achieved_deliveries_per_s']:>9,.0f} deliveries/s  p50 {p('p50')} p99 {p('p99')} ms  "
         f"lost {i['lost']} dup {i['duplicates']} ooo {i['out_of_order']}  server CPU {r['server_cpu_pct']}%"
+        f" ({_f1(r['server_cpu_us_per_send'])} us/send)"
     )
+
+
+def _f1(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"

@@ -7,8 +7,10 @@ the worst lag behind schedule is reported, so a slow generator is visible instea
 lowering the offered load.
 
 echonats: a ``send`` frame with a unique nonce; its ``ack`` (stored in JetStream) closes the
-ack latency. Reference: ``PUB`` followed by ``PING``; the ``PONG`` (the server has processed the
-publish) closes it.
+ack latency. Core-NATS reference: ``PUB`` followed by ``PING``; the ``PONG`` (the server has
+processed the publish) closes it. JetStream reference: ``HPUB <subject> <inbox> ...`` with a
+``Nats-Msg-Id`` (as echonats dedupes by nonce); JetStream's PubAck on the inbox (stored on disk)
+closes it, an ``{"error": ...}`` reply counts as an error.
 
 Mix (scenario ``mix``): of every 4 writes of a sender socket, the first is a send, the second an
 edit of that socket's latest acknowledged message in the channel, the last two reactions to it;
@@ -34,12 +36,17 @@ from bench.child import cpu_seconds
 from bench.stats import SenderReport, StreamKey
 from bench.wire import (
     NATS_CONNECT,
+    NATS_CONNECT_HEADERS,
     NATS_PING,
     NATS_PONG,
     NatsParser,
     edit_frame,
     make_body,
+    msg_id_headers,
+    nats_hpub,
     nats_pub,
+    nats_sub,
+    parse_puback,
     react_frame,
     reaction_emoji,
     reference_payload,
@@ -60,8 +67,8 @@ class SenderConnSpec:
 
 @dataclass(frozen=True, slots=True)
 class SenderSpec:
-    mode: str  # "echonats" | "reference"
-    targets: list[str]  # per channel index: channel id (echonats) or NATS subject (reference)
+    mode: str  # "echonats" | "reference" | "reference-js"
+    targets: list[str]  # per channel index: channel id (echonats) or NATS subject (references)
     channel_ids: list[str]
     senders: list[SenderConnSpec] = field(default_factory=list)
     body_bytes: int = 64
@@ -116,7 +123,7 @@ class SenderCore:
     async def handle(self, command: tuple[Any, ...]) -> object:
         kind = command[0]
         if kind == "connect":
-            cls = _EchoSender if self.spec.mode == "echonats" else _NatsSender
+            cls = SENDERS[self.spec.mode]
             self.conns = [cls(self, i, s) for i, s in enumerate(self.spec.senders)]
             for conn in self.conns:
                 await ws_connect(lambda c=conn: c, conn.spec.url, websocket_handshake_timeout=30)  # type: ignore[misc]
@@ -286,7 +293,7 @@ class _NatsSender(_SenderBase):
         now = time.time_ns()
         if frame.msg_type not in (WSMsgType.BINARY, WSMsgType.TEXT, WSMsgType.CONTINUATION):
             return
-        for event, payload in self.parser.feed(frame.get_payload_as_bytes()):
+        for event, _subject, _headers, payload in self.parser.feed(frame.get_payload_as_bytes()):
             if event == "PONG":
                 if not self.ready.done():
                     self.ready.set_result(None)
@@ -296,3 +303,60 @@ class _NatsSender(_SenderBase):
                 transport.send(WSMsgType.BINARY, NATS_PONG)
             elif event == "ERR" and self.inflight:
                 self.core.on_error(self.inflight.popleft()[0], payload.decode(errors="replace"))
+
+
+class _JsSender(_SenderBase):
+    """JetStream reference: one inbox subscription per socket, a reply subject per publish."""
+
+    def __init__(self, core: SenderCore, index: int, spec: SenderConnSpec) -> None:
+        super().__init__(core, index, spec)
+        self.parser = NatsParser()
+        self.inbox = f"_INBOX.{core.run_id}.{index}"
+        # reply subject -> (step, stream, seq, sent ns)
+        self.inflight: dict[bytes, tuple[int, StreamKey, int, int]] = {}
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        transport.send(WSMsgType.BINARY, NATS_CONNECT_HEADERS + nats_sub(f"{self.inbox}.>", 1) + NATS_PING)
+
+    def send(self, step: int, k: int, channel: int, seq: int) -> int:
+        assert self.transport is not None
+        now = time.time_ns()
+        body = self.body(step, channel, seq, now)
+        payload = reference_payload(self.core.spec.channel_ids[channel], self.spec.user_id, body)
+        reply = f"{self.inbox}.{step}.{k}"
+        headers = msg_id_headers(f"{self.core.run_id}-{step}-{k}")
+        self.inflight[reply.encode()] = (step, (self.index, channel), seq, now)
+        self.transport.send(
+            WSMsgType.BINARY, nats_hpub(self.core.spec.targets[channel], reply, headers, payload)
+        )
+        return now
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        now = time.time_ns()
+        if frame.msg_type not in (WSMsgType.BINARY, WSMsgType.TEXT, WSMsgType.CONTINUATION):
+            return
+        for event, subject, headers, payload in self.parser.feed(frame.get_payload_as_bytes()):
+            if event in ("MSG", "HMSG"):
+                entry = self.inflight.pop(subject, None)
+                if entry is None:
+                    continue
+                _seq, error = parse_puback(headers, payload)
+                if error is None:
+                    self.core.on_ack(*entry, now)
+                else:
+                    self.core.on_error(entry[0], error[:80])
+            elif event == "PONG" and not self.ready.done():
+                self.ready.set_result(None)  # the inbox subscription is in place
+            elif event == "PING":
+                transport.send(WSMsgType.BINARY, NATS_PONG)
+            elif event == "ERR":  # not tied to one publish: counted, the missing acks show as no_ack
+                code = f"-ERR {payload.decode(errors='replace')[:80]}"
+                self.core.errors[code] = self.core.errors.get(code, 0) + 1
+
+
+SENDERS: dict[str, type[_SenderBase]] = {
+    "echonats": _EchoSender,
+    "reference": _NatsSender,
+    "reference-js": _JsSender,
+}

@@ -21,6 +21,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from echonats.adapters.postgres.migrations import apply_migrations
 from echonats.devstack.stack import LocalStack, free_port, set_parent_death_signal
@@ -47,6 +48,7 @@ class System:
     gateway_urls: list[str] = field(default_factory=list)
     gateway_names: list[str] = field(default_factory=list)
     reference_ws_url: str | None = None
+    reference_nats_url: str | None = None  # the JetStream reference's stream is created over it
     database_url: str = ""
     worker_metrics_url: str = ""
     processes: list[ServerProcess] = field(default_factory=list)
@@ -74,7 +76,9 @@ class System:
         if self.want_reference:
             ref = LocalStack(nats=True, postgres=False, redis=False, nats_websocket=True)
             self._stacks.append(ref)
-            self.reference_ws_url = ref.start().nats_websocket_url
+            ref_urls = ref.start()  # JetStream on, file store in its temp dir (removed at stop)
+            self.reference_ws_url = ref_urls.nats_websocket_url
+            self.reference_nats_url = ref_urls.nats_url
             for name, proc in ref.processes().items():
                 self.processes.append(ServerProcess(f"{name}-reference", proc.pid, "service"))
         self.database_url = env["ECHONATS_DATABASE_URL"]
@@ -159,8 +163,8 @@ class System:
         self._stacks.clear()
 
     def servers(self, target: str, gateways: int = 1) -> list[ServerProcess]:
-        """Processes whose CPU/RSS is reported for a target (the reference is nats-server alone)."""
-        if target == "reference":
+        """Processes whose CPU/RSS is reported for a target (a reference is nats-server alone)."""
+        if target != "echonats":
             return [p for p in self.processes if p.name == "nats-reference"]
         unused = set(self.gateway_names[gateways:])
         return [p for p in self.processes if p.name != "nats-reference" and p.name not in unused]
@@ -290,15 +294,17 @@ def sample(processes: list[ServerProcess]) -> dict[str, ProcSample]:
 
 
 def usage(before: dict[str, ProcSample], after: dict[str, ProcSample]) -> dict[str, dict[str, float]]:
-    """CPU% (100 = one core) over the interval and RSS (MB) before/after, per process."""
+    """CPU% (100 = one core) and CPU seconds over the interval, RSS (MB) before/after, per process."""
     out: dict[str, dict[str, float]] = {}
     for name, b in before.items():
         a = after.get(name)
         if a is None:
             continue
         wall = max(a.at - b.at, 1e-9)
+        cpu_s = (a.ticks - b.ticks) / _TICKS
         out[name] = {
-            "cpu_pct": round((a.ticks - b.ticks) / _TICKS / wall * 100.0, 1),
+            "cpu_pct": round(cpu_s / wall * 100.0, 1),
+            "cpu_s": round(cpu_s, 2),
             "rss_mb_before": round(b.rss_kb / 1024.0, 1),
             "rss_mb": round(a.rss_kb / 1024.0, 1),
         }
@@ -316,3 +322,23 @@ def machine_cpu_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
     """Busy share of all cores over the interval, scaled so the whole machine = 100 x cores."""
     busy, total = after[0] - before[0], after[1] - before[1]
     return round(busy / total * 100.0 * (os.cpu_count() or 1), 1) if total > 0 else 0.0
+
+
+def cpu_costs(servers: dict[str, dict[str, Any]], sends: int, deliveries: int) -> dict[str, float | None]:
+    """CPU microseconds per acknowledged send and per delivery: each process's (added to its
+    entry in ``servers``) and all of them together (returned). CPU time, not CPU%: another load on
+    the machine slows a step down but barely changes what each send costs. /proc counts in clock
+    ticks (1/100 s), so a figure is good to about 10 ms / sends per process."""
+
+    def per(cpu_s: float, n: int) -> float | None:
+        return round(cpu_s * 1e6 / n, 1) if n > 0 else None
+
+    for u in servers.values():
+        u["cpu_us_per_send"] = per(u["cpu_s"], sends)
+        u["cpu_us_per_delivery"] = per(u["cpu_s"], deliveries)
+    total = sum(u["cpu_s"] for u in servers.values())
+    return {
+        "server_cpu_us_per_send": per(total, sends),
+        "server_cpu_us_per_delivery": per(total, deliveries),
+        "tick_us_per_send": per(1.0 / _TICKS, sends),
+    }

@@ -204,7 +204,12 @@ class TestWire:
         events = []
         for i in range(0, len(stream), 7):  # arbitrary chunking, as WebSocket frames may split it
             events.extend(parser.feed(stream[i : i + 7]))
-        assert events == [("MSG", b"hello"), ("PING", b""), ("MSG", b"hi"), ("PONG", b"")]
+        assert events == [
+            ("MSG", b"a.b", b"", b"hello"),
+            ("PING", b"", b"", b""),
+            ("MSG", b"a.b", b"", b"hi"),
+            ("PONG", b"", b"", b""),
+        ]
         assert parser.feed(b"-ERR 'Unknown Protocol Operation'\r\n") == [
-            ("ERR", b"'Unknown Protocol Operation'")
+            ("ERR", b"", b"", b"'Unknown Protocol Operation'")
         ]
