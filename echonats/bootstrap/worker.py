@@ -20,7 +20,7 @@ from echonats.core.event_sink import PublishThenForget
 from echonats.metrics import WORKER as WORKER_METRICS
 from echonats.settings import Settings
 from echonats.workers.outbox import OutboxRelay
-from echonats.workers.persist import PersistWorker
+from echonats.workers.persist import PERSIST_LINGER_S, PersistWorker
 from echonats.workers.presence import PresenceSweeper
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ def persist_worker(resources: Resources, *, fetch_timeout_s: float = 1.0) -> Per
         PostgresPersistSink(resources.pg),
         publisher=PublishThenForget(JetStreamEventPublisher(resources.nats), PostgresOutbox(resources.pg)),
         fetch_timeout_s=fetch_timeout_s,
+        linger_s=PERSIST_LINGER_S,
     )
 
 

@@ -178,3 +178,25 @@ async def test_publish_then_forget_drops_the_rows_of_the_events_that_got_out() -
     with pytest.raises(Unavailable):
         await PublishThenForget(FailsOnSecond(), outbox).publish(events)
     assert list(outbox.rows) == [events[1].id]  # the second is left to the relay
+
+
+async def test_a_partial_batch_lingers_and_is_written_with_what_came_meanwhile() -> None:
+    sink = FakePersistSink()
+    stop = asyncio.Event()
+    first, later = _deliveries(sink, 1, 2), _deliveries(sink, 3)
+    stream = FakeMessageStream([first, later], stop)
+    worker = PersistWorker(stream, sink, batch_size=10, linger_s=0.001)
+    await asyncio.wait_for(worker.run(stop), timeout=10)
+    assert sink.writes == [[1, 2, 3]]  # one transaction, not two
+    assert [d.settled for d in (*first, *later)] == [[("ack",)]] * 3
+
+
+async def test_a_failed_lingering_fetch_still_writes_the_first_part() -> None:
+    sink = FakePersistSink()
+    stop = asyncio.Event()
+    first = _deliveries(sink, 1, 2)
+    stream = FakeMessageStream([first, Unavailable("NATS: timeout")], stop)
+    worker = PersistWorker(stream, sink, batch_size=10, linger_s=0.001)
+    await asyncio.wait_for(worker.run(stop), timeout=10)
+    assert sink.writes == [[1, 2]]
+    assert [d.settled for d in first] == [[("ack",)]] * 2
