@@ -142,16 +142,19 @@ def js_live_subject(channel_id: str) -> str:
 
 # -- NATS client protocol (text, over the WebSocket listener) -------------------------------------
 
-NATS_CONNECT = (
-    b'CONNECT {"verbose":false,"pedantic":false,"protocol":1,"headers":false,'
-    b'"no_responders":false,"lang":"python-bench","version":"1"}\r\n'
-)
+
+def _nats_connect(headers: bool) -> bytes:
+    flag = "true" if headers else "false"
+    return (
+        f'CONNECT {{"verbose":false,"pedantic":false,"protocol":1,"headers":{flag},'
+        f'"no_responders":{flag},"lang":"python-bench","version":"1"}}\r\n'
+    ).encode()
+
+
+NATS_CONNECT = _nats_connect(headers=False)
 # The JetStream reference's clients: HPUB with Nats-Msg-Id, republished messages arrive as HMSG,
 # and a publish no stream takes is answered at once with a 503 status (no responders).
-NATS_CONNECT_HEADERS = (
-    b'CONNECT {"verbose":false,"pedantic":false,"protocol":1,"headers":true,'
-    b'"no_responders":true,"lang":"python-bench","version":"1"}\r\n'
-)
+NATS_CONNECT_HEADERS = _nats_connect(headers=True)
 NATS_PING = b"PING\r\n"
 NATS_PONG = b"PONG\r\n"
 
