@@ -334,9 +334,9 @@ class RateLimiter(Protocol):
         ones) and, if fewer than ``count``, the refusal for the rest (``RateLimited`` with
         ``retry_after_ms`` and ``limit``).
 
-        ``resend_keys`` are the sends' dedupe keys (None: no nonce). A send whose key was taken
-        within the log's dedupe window is a resend, answered by the log with the original: it is
-        granted and costs nothing."""
+        ``resend_keys`` are the sends' dedupe keys (None: no nonce). A send whose key this
+        limiter took within the log's dedupe window is a resend, answered by the log with the
+        original: it is granted and costs nothing (an adapter may forget keys; then it charges)."""
         ...
 
 

@@ -19,6 +19,7 @@ from redis.backoff import NoBackoff
 
 from echonats.adapters.nats.live import NatsAnnouncer
 from echonats.adapters.nats.subjects import presence_subject
+from echonats.adapters.redis.leases import LEASE_S
 from echonats.adapters.redis.ratelimit import RedisRateLimiter
 from echonats.adapters.redis.realtime import RedisPresenceStore, RedisTypingThrottle, presence_keys
 from echonats.core.ports import ConnectionBeat
@@ -440,14 +441,38 @@ async def test_resends_within_the_window_are_free_and_expire_with_it(client: aio
         tenant, "ann", 2, tenant_per_second=1000, resend_keys=["k1", "k2"]
     )
     assert (granted, refusal is not None) == (1, True)  # k1 free, k2 refused: the budget is spent
-    assert await client.exists("rl:r:k2") == 0  # a refused send records nothing
+    # A refused send is not remembered: k2 stays a new message.
+    assert (await limiter.acquire_many(tenant, "ann", 1, tenant_per_second=1000, resend_keys=["k2"]))[0] == 0
     # Once the window has passed, the same key is a new message again and is charged (refused here).
-    await until_expired(client, "rl:r:k1")
-    granted, refusal = await limiter.acquire_many(
-        tenant, "ann", 1, tenant_per_second=1000, resend_keys=["k1"]
+    await eventually(
+        lambda: limiter.acquire_many(tenant, "ann", 1, tenant_per_second=1000, resend_keys=["k1"]),
+        lambda outcome: outcome[0] == 0,
+        what="k1 to be charged again",
     )
-    assert (granted, refusal is not None) == (0, True)
 
 
-async def until_expired(client: aioredis.Redis, key: str) -> None:
-    await eventually(lambda: client.exists(key), lambda found: found == 0, what=f"{key} to expire")
+async def test_a_busy_bucket_is_leased_and_what_is_leased_is_nobody_elses(client: aioredis.Redis) -> None:
+    first, second = (RedisRateLimiter(client, user_per_second=4, user_burst=3) for _ in range(2))
+    tenant = uuid.uuid4()
+    await acquire(first, tenant, "ann", tenant_per_second=1000)
+    assert 0 < await client.pttl(f"rl:u:{tenant}:ann") <= 250  # a quiet bucket: one token, exactly
+    await acquire(first, tenant, "ann", tenant_per_second=1000)  # busy: one token and a lease of one
+    assert 500 < await client.pttl(f"rl:u:{tenant}:ann") <= 750
+    # The leased token sits with the first gateway: the second is refused one send early ...
+    assert (await denied(second, tenant, "ann", 1000)).details["scope"] == "user"
+    # ... and the first spends it without asking Redis (the bucket's expiry does not move).
+    before = await client.pttl(f"rl:u:{tenant}:ann")
+    await acquire(first, tenant, "ann", tenant_per_second=1000)
+    assert await client.pttl(f"rl:u:{tenant}:ann") <= before
+
+
+async def test_a_lease_not_spent_in_time_goes_back_with_the_next_call(client: aioredis.Redis) -> None:
+    limiter = RedisRateLimiter(client, user_per_second=4, user_burst=3)
+    tenant = uuid.uuid4()
+    await acquire(limiter, tenant, "ann", tenant_per_second=1000)
+    await acquire(limiter, tenant, "ann", tenant_per_second=1000)  # holds one leased token
+    held = await client.pttl(f"rl:u:{tenant}:ann")
+    await asyncio.sleep(LEASE_S + 0.05)  # the documented lease time: the token is no longer held
+    await acquire(limiter, tenant, "ann", tenant_per_second=1000)  # gives it back and takes one
+    # Without the return the bucket would be one interval (250 ms) further ahead than this.
+    assert await client.pttl(f"rl:u:{tenant}:ann") <= held - 250
