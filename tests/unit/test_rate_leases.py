@@ -8,10 +8,20 @@ from echonats.adapters.redis import leases
 from echonats.adapters.redis.leases import LEASE_S, Credit, LeaseBook, lease_size, sends_granted
 
 
-def test_a_lease_is_a_quarter_second_of_refill_and_less_than_the_burst() -> None:
+def test_a_lease_is_at_most_a_quarter_second_of_refill_and_half_the_burst() -> None:
     assert lease_size(100, 1000) == 25
-    assert lease_size(100, 10) == 9  # the bucket keeps room for the one send that asked
+    assert lease_size(100, 10) == 5
     assert lease_size(3, 20) == 0  # under one token per lease: every send asks, exactly as before
+
+
+def test_a_lease_follows_the_demand_of_a_busy_bucket() -> None:
+    credit = Credit()
+    assert credit.lease(need=1, cap=100, now=0.0) == 0  # quiet: exactly what it needs
+    assert credit.lease(need=1, cap=100, now=0.1) == 2  # busy: twice the demand since it asked
+    credit.spend(5)
+    assert credit.lease(need=3, cap=100, now=0.2) == 16
+    assert credit.lease(need=90, cap=100, now=0.3) == 100  # never more than the cap
+    assert credit.lease(need=1, cap=100, now=0.3 + LEASE_S) == 0  # quiet again
 
 
 def test_unspent_tokens_go_back_once_the_lease_is_over() -> None:

@@ -8,12 +8,11 @@ import logging
 import uuid
 
 import msgspec
-import nats.errors
 from nats.aio.client import Client as NatsClient
-from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
 from echonats.adapters.nats import subjects
+from echonats.adapters.nats.acks import AckedPublisher
 from echonats.adapters.nats.direct import direct_batch
 from echonats.adapters.nats.errors import NATS_ERRORS, unavailable
 from echonats.adapters.nats.records import (
@@ -38,39 +37,11 @@ MAX_TAIL_SCAN = 50_000
 FLOOR_TIMEOUT_S = 1.0
 
 
-def _give_up(acknowledgement: asyncio.Future[js_api.PubAck]) -> None:
-    if not acknowledgement.done():
-        acknowledgement.set_exception(nats.errors.TimeoutError())
-
-
-def _settle(
-    acknowledgement: asyncio.Future[js_api.PubAck],
-    appended: asyncio.Future[Appended],
-    timer: asyncio.TimerHandle,
-) -> None:
-    timer.cancel()
-    if appended.done():
-        return
-    if acknowledgement.cancelled():
-        reason = "cancelled"
-    elif (failure := acknowledgement.exception()) is not None:
-        reason = repr(failure)
-    else:
-        ack = acknowledgement.result()
-        appended.set_result(Appended(message_id=ack.seq, duplicate=bool(ack.duplicate)))
-        return
-    appended.set_exception(Unavailable(f"message not stored: JetStream did not acknowledge ({reason})"))
-
-
-def _seen(appended: asyncio.Future[Appended]) -> None:
-    if not appended.cancelled():
-        appended.exception()  # retrieved here too: a sender that went away never awaits it
-
-
 class JetStreamMessageLog:
     def __init__(self, nc: NatsClient) -> None:
         self._nc = nc
         self._js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+        self._publisher = AckedPublisher(nc, subjects.MESSAGES_STREAM, timeout_s=PUBLISH_TIMEOUT_S)
         self._last_floor: int | None = None
 
     async def begin_append(self, message: NewMessage) -> asyncio.Future[Appended]:
@@ -96,24 +67,10 @@ class JetStreamMessageLog:
         headers: dict[str, str] | None,
     ) -> asyncio.Future[Appended]:
         if dedupe_key is not None:
-            headers = {**(headers or {}), "Nats-Msg-Id": dedupe_key}
-        with unavailable("not stored: JetStream unreachable"):
-            # The publish is in the client's outgoing buffer when this returns (no reply awaited),
-            # so consecutive calls reach the stream in call order.
-            acknowledgement = await self._js.publish_async(
-                subjects.message_subject(tenant_id, channel_id),
-                message_encoder.encode(record),
-                stream=subjects.MESSAGES_STREAM,
-                headers=headers,
-            )
-        # The deadline runs from the publish, whether or not anyone awaits the result yet (a
-        # pipelined sender awaits its acks in order). A timer and a future, not wait_for and a
-        # coroutine: nothing per message to schedule, and nothing left unawaited if the sender goes.
-        appended: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
-        timer = asyncio.get_running_loop().call_later(PUBLISH_TIMEOUT_S, _give_up, acknowledgement)
-        acknowledgement.add_done_callback(lambda done: _settle(done, appended, timer))
-        appended.add_done_callback(_seen)
-        return appended
+            headers = {**headers, "Nats-Msg-Id": dedupe_key} if headers else {"Nats-Msg-Id": dedupe_key}
+        return await self._publisher.publish(
+            subjects.message_subject(tenant_id, channel_id), message_encoder.encode(record), headers
+        )
 
     async def get(self, entry_id: int) -> Entry | None:
         with unavailable("JetStream"):

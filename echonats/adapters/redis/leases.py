@@ -2,8 +2,10 @@
 
 Asking Redis for every send costs the gateway ~100 µs of redis-py per call, more than the rest of
 the send's checks together. So a gateway that keeps asking for the same bucket takes a lease:
-with the tokens it needs, up to ``LEASE_S`` worth of the bucket's refill more (never more than the
-bucket holds), spent locally without asking Redis again. Tokens not spent within ``LEASE_S`` go
+with the tokens it needs, twice what it spent since it last asked more (never more than
+``LEASE_S`` of refill, half the burst, or what the bucket holds), spent locally without asking
+Redis again: a lease follows the gateway's demand, so gateways sharing a bucket do not starve
+each other of tokens they would not use. Tokens not spent within ``LEASE_S`` go
 back to the bucket with the next call for it. A bucket used through several gateways at once may
 therefore refuse a send up to ``LEASE_S`` worth of tokens early (they sit in another gateway's
 lease); it never allows more than the limit. The first send of a quiet bucket leases nothing:
@@ -37,6 +39,17 @@ class Credit:
     expires: float = 0.0  # monotonic; after it the tokens go back
     returning: int = 0  # expired tokens to hand back with the next call for this bucket
     asked: float = -math.inf  # last call to Redis for this bucket (a busy bucket gets leases)
+    spent: int = 0  # tokens spent from the lease since that call
+
+    def lease(self, need: int, cap: int, now: float) -> int:
+        """Extra tokens to ask for with ``need`` (0 for a quiet bucket); starts a new ask."""
+        extra = min(cap, 2 * (self.spent + need)) if now - self.asked < LEASE_S else 0
+        self.asked, self.spent = now, 0
+        return extra
+
+    def spend(self, tokens: int) -> None:
+        self.tokens -= tokens
+        self.spent += tokens
 
     def available(self, now: float) -> int:
         if self.tokens and now >= self.expires:
@@ -56,8 +69,8 @@ class Credit:
 
 
 def lease_size(per_second: float, burst: int) -> int:
-    """Extra tokens a busy bucket's lease asks for: LEASE_S of refill, less than the burst."""
-    return max(0, min(math.floor(per_second * LEASE_S), burst - 1))
+    """The most extra tokens a lease asks for: LEASE_S of refill, at most half the burst."""
+    return max(0, min(math.floor(per_second * LEASE_S), burst // 2))
 
 
 class LeaseBook:

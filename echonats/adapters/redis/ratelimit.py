@@ -3,8 +3,8 @@
 A rate-limit check is a Lua script that reads the clock with ``redis.call('TIME')`` (every gateway
 agrees on "now") and updates both buckets atomically. Each call through redis-py costs ~100 µs of
 gateway CPU, which at a few thousand sends/s was the largest single cost of a send. So a busy
-bucket is leased (``leases``: a gateway spends a quarter second's worth of tokens without asking
-again), and the calls that sockets need during one event-loop iteration go to Redis together, as
+bucket is leased (``leases``: a gateway spends up to a quarter second's worth of tokens without
+asking again), and the calls that sockets need during one event-loop iteration go to Redis together, as
 one script call: one round trip and one command for all of them, evaluated in the order asked.
 """
 
@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 from echonats import metrics
 from echonats.adapters.redis.errors import REDIS_ERRORS
-from echonats.adapters.redis.leases import LEASE_S, LeaseBook, lease_size, sends_granted
+from echonats.adapters.redis.leases import LeaseBook, lease_size, sends_granted
 from echonats.adapters.redis.realtime import as_text
 from echonats.model.errors import RateLimited
 
@@ -177,8 +177,8 @@ class RedisRateLimiter:
         user = self._book.credit(f"rl:u:{tenant_id}:{user_id}")
         tenant = self._book.credit(f"rl:t:{tenant_id}")
         held_u, held_t = min(user.available(now), need), min(tenant.available(now), need)
-        user.tokens -= held_u  # reserved for this request; what it does not use comes back below
-        tenant.tokens -= held_t
+        user.spend(held_u)  # reserved for this request; what it does not use comes back below
+        tenant.spend(held_t)
         if held_u == need and held_t == need:
             self._book.remember(resend_keys, charged, count)
             return count, None
@@ -192,13 +192,12 @@ class RedisRateLimiter:
                 need,
                 held_u,
                 held_t,
-                self._user_lease if now - user.asked < LEASE_S else 0,
-                lease_size(tenant_rate, tenant_rate) if now - tenant.asked < LEASE_S else 0,
+                user.lease(need - held_u, self._user_lease, now),
+                tenant.lease(need - held_t, lease_size(tenant_rate, tenant_rate), now),
                 user.take_returning(),
                 tenant.take_returning(),
             ],
         )
-        user.asked = tenant.asked = now
         self._waiting.append(request)
         if len(self._waiting) == 1:
             asyncio.get_running_loop().call_soon(self._send_waiting)
@@ -207,7 +206,7 @@ class RedisRateLimiter:
         outcome = await request.answer
         now = time.monotonic()
         if outcome is None:  # Redis failed: fail open
-            user.add(held_u, now)
+            user.add(held_u, now)  # what was reserved is still held
             tenant.add(held_t, now)
             self._book.remember(resend_keys, charged, count)
             return count, None
