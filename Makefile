@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit integration install clean bench bench-unreads bench-web screenshots
+.PHONY: run test lint typecheck unit integration install clean bench bench-unreads bench-history bench-web screenshots
 
 install: $(STAMP)
 
@@ -63,6 +63,9 @@ bench: $(BENCH_STAMP)
 
 bench-unreads: $(BENCH_STAMP)
 	$(BIN)/python -m bench.unreads
+
+bench-history: $(BENCH_STAMP)
+	$(BIN)/python -m bench.history
 
 # The web client's rendering in headless Chromium (page load -> first message, frame times over 10,000).
 bench-web: $(BENCH_STAMP) $(BROWSER_STAMP)

@@ -50,6 +50,7 @@ class System:
     reference_ws_url: str | None = None
     reference_nats_url: str | None = None  # the JetStream reference's stream is created over it
     database_url: str = ""
+    nats_url: str = ""
     worker_metrics_url: str = ""
     processes: list[ServerProcess] = field(default_factory=list)
     _stacks: list[LocalStack] = field(default_factory=list)
@@ -82,6 +83,7 @@ class System:
             for name, proc in ref.processes().items():
                 self.processes.append(ServerProcess(f"{name}-reference", proc.pid, "service"))
         self.database_url = env["ECHONATS_DATABASE_URL"]
+        self.nats_url = env["ECHONATS_NATS_URL"]
         asyncio.run(apply_migrations(self.database_url))
 
         metrics_port = free_port()

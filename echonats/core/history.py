@@ -54,16 +54,21 @@ class TimelineReader:
             stored |= await self._for_fold(tx.messages, tail, caller.user_id, exclude=stored)
             marks = await _marks(tx.messages, tail)
         position = tail[-1].id if tail else floor
-        views = fold(stored, tail, marks=marks, viewer=caller.user_id)
-        wanted = [
-            m
-            for m in views.values()
-            if m.channel_id == channel_id
-            and (before is None or m.id < before)
-            and (after is None or m.id > after)
-            and (m.thread_id == thread_id if thread_id is not None else m.listed_in_channel)
-        ]
-        ordered = sorted(wanted, key=lambda m: m.id, reverse=not forward)
+
+        def choose(messages: list[Message]) -> list[Message]:
+            wanted = [
+                m
+                for m in messages
+                if m.channel_id == channel_id
+                and (before is None or m.id < before)
+                and (after is None or m.id > after)
+                and (m.thread_id == thread_id if thread_id is not None else m.listed_in_channel)
+            ]
+            wanted.sort(key=lambda m: m.id, reverse=not forward)
+            return wanted[: limit + 1]
+
+        views = fold(stored, tail, marks=marks, viewer=caller.user_id, choose=choose)
+        ordered = sorted(views.values(), key=lambda m: m.id, reverse=not forward)
         page = ordered[:limit]
         has_more = len(ordered) > limit
         if forward:

@@ -10,7 +10,7 @@ a reply the store already counted (a persisted reply) are skipped.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import assert_never
@@ -93,12 +93,14 @@ def fold(
     marks: Mapping[ReactionKey, ReactionMark],
     viewer: str,
     persisted: Set[int] | None = None,
+    choose: Callable[[list[Message]], Iterable[Message]] | None = None,
 ) -> dict[int, Message]:
     """The latest state of every message in ``stored`` or among the tail's messages.
 
     ``stored``: the store's rows (at least those of ``tail_targets``); ``persisted``: ids of tail
     messages the store has (default: the keys of ``stored``); ``marks``: the store's state of the
-    tail's reactions (``reaction_keys``)."""
+    tail's reactions (``reaction_keys``). ``choose``: given the messages as first stored (their
+    id, channel and thread never change), which ones to return: a page builds only its own."""
     known = set(stored) if persisted is None else persisted
     states = {i: _State.of(s) for i, s in stored.items()}
     reactions = dict(marks)
@@ -148,6 +150,8 @@ def fold(
                     state.pinned, state.pin_mark = entry.pinned, entry.id
             case _:
                 assert_never(entry)
+    if choose is not None:
+        return {m.id: states[m.id].result() for m in choose([s.message for s in states.values()])}
     return {i: s.result() for i, s in states.items()}
 
 

@@ -3,12 +3,14 @@ sequence on, in one request, answered by any replica. Shared by the message log 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import nats.errors
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from echonats.adapters.nats import subjects
 from echonats.adapters.nats.errors import unavailable
@@ -23,32 +25,76 @@ class Stored:
     data: bytes
 
 
-async def direct_batch(
-    nc: NatsClient, stream: str, subject: str, start: int, count: int
-) -> tuple[list[Stored], bool]:
-    """Up to ``count`` records of ``subject`` (a filter) with sequence >= ``start``, oldest first,
-    and whether more exist. ``Unavailable`` if the stream cannot be read."""
-    inbox = nc.new_inbox()
-    out: list[Stored] = []
-    more = False
-    # The subscription and its removal are NATS calls too: a closed connection must come out as
-    # Unavailable here, like a failed read, since callers (the hub's gap repair) catch only that.
-    with unavailable("JetStream"):
-        sub = await nc.subscribe(inbox, max_msgs=count + 1)
+class _Collected:
+    __slots__ = ("done", "more", "records")
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+        self.records: list[Stored] = []
+        self.more = False
+
+
+class DirectReader:
+    """Batched direct gets answered on one wildcard reply subscription, opened on first use.
+
+    A subscription per request (subscribe, then ``next_msg`` with a timeout per record) cost two
+    protocol round trips and a timer per record: a history page folding a 200-entry tail spent
+    most of its time there. Here the records of a request are collected as they arrive and its
+    one future resolves at the end-of-batch status."""
+
+    def __init__(self, nc: NatsClient) -> None:
+        self._nc = nc
+        self._prefix = ""
+        self._subscription: Subscription | None = None
+        self._starting: asyncio.Lock | None = None
+        self._counter = 0
+        self._open: dict[str, _Collected] = {}
+
+    async def batch(self, stream: str, subject: str, start: int, count: int) -> tuple[list[Stored], bool]:
+        """Up to ``count`` records of ``subject`` (a filter) with sequence >= ``start``, oldest
+        first, and whether more exist. ``Unavailable`` if the stream cannot be read."""
+        # Subscribing and publishing are NATS calls too: a closed connection must come out as
+        # Unavailable here, like a failed read, since callers (the hub's gap repair) catch only that.
+        with unavailable("JetStream"):
+            if self._subscription is None:
+                await self._subscribe()
+            self._counter += 1
+            token = str(self._counter)
+            collected = self._open[token] = _Collected(asyncio.get_running_loop().create_future())
+            try:
+                request = {"seq": start, "next_by_subj": subject, "batch": count}
+                await self._nc.publish(
+                    subjects.direct_get_subject(stream),
+                    json.dumps(request).encode(),
+                    reply=self._prefix + token,
+                )
+                try:
+                    await asyncio.wait_for(collected.done, PUBLISH_TIMEOUT_S)
+                except TimeoutError as exc:
+                    raise Unavailable(f"JetStream: no direct get reply for {subject}") from exc
+            finally:
+                del self._open[token]
+        return collected.records, collected.more
+
+    async def _subscribe(self) -> None:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._subscription is None:
+                prefix = self._nc.new_inbox() + "."
+                self._subscription = await self._nc.subscribe(prefix + "*", cb=self._arrived)
+                self._prefix = prefix
+
+    async def _arrived(self, reply: Msg) -> None:
+        collected = self._open.get(reply.subject[len(self._prefix) :])
+        if collected is None or collected.done.done():
+            return  # a request that timed out or failed
+        headers = reply.headers or {}
+        if headers.get("Status") is not None:  # 204 end of batch, 404 nothing (more) to read
+            collected.done.set_result(None)
+            return
         try:
-            request = {"seq": start, "next_by_subj": subject, "batch": count}
-            await nc.publish(subjects.direct_get_subject(stream), json.dumps(request).encode(), reply=inbox)
-            while True:
-                reply = await sub.next_msg(timeout=PUBLISH_TIMEOUT_S)
-                headers = reply.headers or {}
-                if headers.get("Status") is not None:  # 204 end of batch, 404 nothing (more) to read
-                    break
-                out.append(Stored(int(headers["Nats-Sequence"]), headers, reply.data))
-                more = int(headers.get("Nats-Num-Pending", "0")) > 0
+            collected.records.append(Stored(int(headers["Nats-Sequence"]), headers, reply.data))
+            collected.more = int(headers.get("Nats-Num-Pending", "0")) > 0
         except (KeyError, ValueError) as exc:
-            raise Unavailable(f"JetStream: malformed direct get reply for {subject}: {exc}") from exc
-        except nats.errors.TimeoutError as exc:
-            raise Unavailable(f"JetStream: no direct get reply for {subject}") from exc
-        finally:
-            await sub.unsubscribe()
-    return out, more
+            collected.done.set_exception(Unavailable(f"JetStream: malformed direct get reply: {exc}"))

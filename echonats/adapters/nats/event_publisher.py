@@ -10,7 +10,7 @@ import msgspec
 from nats.aio.client import Client as NatsClient
 
 from echonats.adapters.nats import subjects
-from echonats.adapters.nats.direct import direct_batch
+from echonats.adapters.nats.direct import DirectReader
 from echonats.adapters.nats.errors import unavailable
 from echonats.adapters.nats.streams import PUBLISH_TIMEOUT_S
 from echonats.core.pipeline_ports import StoredEvent
@@ -51,12 +51,13 @@ class JetStreamFeedLog:
     def __init__(self, nc: NatsClient) -> None:
         self._nc = nc
         self._js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+        self._direct = DirectReader(nc)
 
     async def read_feed(
         self, tenant_id: uuid.UUID, *, start: int, limit: int
     ) -> tuple[list[tuple[int, DomainEvent]], bool]:
-        stored, more = await direct_batch(
-            self._nc, subjects.EVENTS_STREAM, subjects.tenant_event_subjects(tenant_id), start, limit
+        stored, more = await self._direct.batch(
+            subjects.EVENTS_STREAM, subjects.tenant_event_subjects(tenant_id), start, limit
         )
         found: list[tuple[int, DomainEvent]] = []
         for record in stored:

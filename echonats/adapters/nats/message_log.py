@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 import uuid
 
 import msgspec
@@ -13,7 +15,7 @@ from nats.js.errors import NotFoundError
 
 from echonats.adapters.nats import subjects
 from echonats.adapters.nats.acks import AckedPublisher
-from echonats.adapters.nats.direct import direct_batch
+from echonats.adapters.nats.direct import DirectReader
 from echonats.adapters.nats.errors import NATS_ERRORS, unavailable
 from echonats.adapters.nats.records import (
     CHANGE_HEADER,
@@ -23,6 +25,7 @@ from echonats.adapters.nats.records import (
     message_encoder,
 )
 from echonats.adapters.nats.streams import PUBLISH_TIMEOUT_S
+from echonats.adapters.nats.tails import TailCache
 from echonats.core.ports import Appended
 from echonats.model import Change, Entry, NewMessage
 from echonats.model.errors import Unavailable
@@ -35,6 +38,7 @@ _BATCH_GET = 500
 # the persist worker has been down for a long time under load).
 MAX_TAIL_SCAN = 50_000
 FLOOR_TIMEOUT_S = 1.0
+FLOOR_REUSE_S = 0.1
 
 
 class JetStreamMessageLog:
@@ -42,7 +46,10 @@ class JetStreamMessageLog:
         self._nc = nc
         self._js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self._publisher = AckedPublisher(nc, subjects.MESSAGES_STREAM, timeout_s=PUBLISH_TIMEOUT_S)
+        self._direct = DirectReader(nc)
+        self._tails = TailCache()
         self._last_floor: int | None = None
+        self._floor_read_at = -math.inf
 
     async def begin_append(self, message: NewMessage) -> asyncio.Future[Appended]:
         return await self._begin(
@@ -90,7 +97,12 @@ class JetStreamMessageLog:
 
         While the consumer has no leader (a NATS node failed over) the last floor seen is used, or 0:
         the floor only rises, so a lower one merely means reading a longer tail from the stream
-        (replicas serve those reads), never missing a message."""
+        (replicas serve those reads), never missing a message. For the same reason a floor read
+        within the last ``FLOOR_REUSE_S`` is reused: under a burst of history reads the floor
+        costs one JetStream API call per interval, not one per page."""
+        if self._last_floor is not None and time.monotonic() - self._floor_read_at < FLOOR_REUSE_S:
+            return self._last_floor
+        read_at = time.monotonic()
         try:
             info = await self._js.consumer_info(
                 subjects.MESSAGES_STREAM, subjects.PERSIST_CONSUMER, timeout=FLOOR_TIMEOUT_S
@@ -101,6 +113,7 @@ class JetStreamMessageLog:
             log.warning("persist consumer info unavailable (%r); using floor %s", exc, self._last_floor or 0)
             return self._last_floor or 0
         self._last_floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+        self._floor_read_at = read_at
         return self._last_floor
 
     async def tail(
@@ -108,10 +121,18 @@ class JetStreamMessageLog:
     ) -> list[Entry]:
         """Every entry of the channel above the persist worker's ack floor (or ``above``), oldest first."""
         floor = await self.persisted_floor() if above is None else above
-        found, more = await self.read_channel(tenant_id, channel_id, start=floor + 1, limit=MAX_TAIL_SCAN)
+        key = (tenant_id, channel_id)
+        known, start = self._tails.known(key, floor)
+        if len(known) >= MAX_TAIL_SCAN:
+            raise Unavailable("history is catching up: the persist worker is far behind, try again shortly")
+        found, more = await self.read_channel(
+            tenant_id, channel_id, start=start, limit=MAX_TAIL_SCAN - len(known)
+        )
         if more:
             raise Unavailable("history is catching up: the persist worker is far behind, try again shortly")
-        return found
+        tail = known + found if known else found
+        self._tails.update(key, found[-1].id if found else start - 1, tail)
+        return tail
 
     async def read_channel(
         self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, start: int, limit: int
@@ -135,7 +156,7 @@ class JetStreamMessageLog:
         return int(info.state.first_seq)
 
     async def _direct_batch(self, subject: str, start: int, count: int) -> tuple[list[Entry], bool]:
-        stored, more = await direct_batch(self._nc, subjects.MESSAGES_STREAM, subject, start, count)
+        stored, more = await self._direct.batch(subjects.MESSAGES_STREAM, subject, start, count)
         try:
             return [decode_entry(s.data, s.headers, s.sequence) for s in stored], more
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
