@@ -102,25 +102,40 @@ def fold(
     tail's reactions (``reaction_keys``). ``choose``: given the messages as first stored (their
     id, channel and thread never change), which ones to return: a page builds only its own."""
     known = set(stored) if persisted is None else persisted
-    states = {i: _State.of(s) for i, s in stored.items()}
+    base = dict(stored)
+    # Most messages are left as stored: a message gets a mutable state only when a change of the
+    # tail reaches it, and only those are rebuilt at the end.
+    states: dict[int, _State] = {}
+
+    def state_of(message_id: int | None) -> _State | None:
+        if message_id is None:
+            return None
+        state = states.get(message_id)
+        if state is None:
+            row = base.get(message_id)
+            if row is None:
+                return None
+            state = states[message_id] = _State.of(row)
+        return state
+
     reactions = dict(marks)
     for entry in tail:
         match entry:
             case Message():
-                if entry.id in known or entry.id in states:
+                if entry.id in known or entry.id in base:
                     continue
-                states[entry.id] = _State.of(StoredMessage(entry))
-                root = states.get(entry.thread_id) if entry.thread_id is not None else None
+                base[entry.id] = StoredMessage(entry)
+                root = state_of(entry.thread_id)
                 if root is not None:
                     root.reply_count += 1
                     if root.last_reply_at is None or entry.created_at > root.last_reply_at:
                         root.last_reply_at = entry.created_at
             case MessageEdited():
-                state = states.get(entry.message_id)
+                state = state_of(entry.message_id)
                 if state is not None and not state.deleted and entry.id > state.edit_mark:
                     state.body, state.edited_at, state.edit_mark = entry.body, entry.at, entry.id
             case MessageDeleted():
-                state = states.get(entry.message_id)
+                state = state_of(entry.message_id)
                 if state is None or state.deleted:
                     continue
                 # A tombstone shows no trace of its edits either: that way the state does not depend
@@ -132,27 +147,34 @@ def fold(
                     False,
                     {},
                 )
-                root = states.get(state.message.thread_id) if state.message.thread_id is not None else None
+                root = state_of(state.message.thread_id)
                 if root is not None:
                     root.reply_count = max(0, root.reply_count - 1)
             case ReactionChanged():
-                state = states.get(entry.message_id)
                 key = (entry.message_id, entry.emoji, entry.actor_id)
                 mark = reactions.get(key)
-                if state is None or state.deleted or (mark is not None and entry.id <= mark.change_id):
+                if entry.message_id not in base or (mark is not None and entry.id <= mark.change_id):
+                    continue
+                state = state_of(entry.message_id)
+                if state is None or state.deleted:
                     continue
                 reactions[key] = ReactionMark(entry.added, entry.id)
                 if entry.added != (mark is not None and mark.added):
                     _count(state, entry.emoji, +1 if entry.added else -1, entry.actor_id == viewer)
             case PinChanged():
-                state = states.get(entry.message_id)
+                state = state_of(entry.message_id)
                 if state is not None and not state.deleted and entry.id > state.pin_mark:
                     state.pinned, state.pin_mark = entry.pinned, entry.id
             case _:
                 assert_never(entry)
+
+    def latest(message_id: int) -> Message:
+        state = states.get(message_id)
+        return base[message_id].message if state is None else state.result()
+
     if choose is not None:
-        return {m.id: states[m.id].result() for m in choose([s.message for s in states.values()])}
-    return {i: s.result() for i, s in states.items()}
+        return {m.id: latest(m.id) for m in choose([row.message for row in base.values()])}
+    return {i: latest(i) for i in base}
 
 
 def pin_order(stored: Mapping[int, StoredMessage], tail: Sequence[Entry]) -> dict[int, int]:
