@@ -16,6 +16,7 @@ from nats.js.errors import NotFoundError
 
 from echonats.adapters.nats import subjects
 from echonats.adapters.nats.errors import NATS_ERRORS, unavailable
+from echonats.adapters.nats.pull import PullRequests
 from echonats.adapters.nats.records import decode_entry
 from echonats.core.pipeline_ports import ConsumerLag
 from echonats.model import Entry
@@ -37,15 +38,28 @@ def _consumer_config() -> js_api.ConsumerConfig:
     )
 
 
+def _ack_fields(reply: str) -> tuple[int, int]:
+    """(stream sequence, deliveries) from a JetStream ack subject: ``$JS.ACK.<stream>.<consumer>.
+    <delivered>.<stream seq>.<consumer seq>.<time>.<pending>``, or the 12-token form with a domain
+    and an account hash after ``$JS.ACK`` (what nats-py's ``Msg.metadata`` builds a dataclass for
+    on every access)."""
+    tokens = reply.split(".")
+    base = 2 if len(tokens) == 9 else 4
+    if len(tokens) not in (9, 11, 12) or tokens[0] != "$JS" or tokens[1] != "ACK":
+        raise ValueError(f"not a JetStream ack subject: {reply[:120]!r}")
+    return int(tokens[base + 3]), int(tokens[base + 2])
+
+
 class JetStreamDelivery:
     """One message of the stream (``StoredMessageDelivery``), decoded once on arrival."""
 
-    __slots__ = ("_js", "_msg", "entry", "position", "undecodable_reason")
+    __slots__ = ("_js", "_msg", "_nc", "attempts", "entry", "position", "undecodable_reason")
 
-    def __init__(self, js: JetStreamContext, msg: Msg) -> None:
+    def __init__(self, js: JetStreamContext, nc: NatsClient, msg: Msg) -> None:
         self._js = js
+        self._nc = nc
         self._msg = msg
-        self.position: int = msg.metadata.sequence.stream
+        self.position, self.attempts = _ack_fields(msg.reply)
         self.undecodable_reason = ""
         self.entry: Entry | None
         try:
@@ -56,13 +70,9 @@ class JetStreamDelivery:
             self.entry = None
             self.undecodable_reason = str(exc)
 
-    @property
-    def attempts(self) -> int:
-        return self._msg.metadata.num_delivered
-
     async def ack(self) -> None:
         with unavailable("ack"):
-            await self._msg.ack()
+            await self._nc.publish(self._msg.reply, b"+ACK")
 
     async def retry_later(self, delay_s: float) -> None:
         with unavailable("nak"):
@@ -93,8 +103,9 @@ class JetStreamPersistStream:
     name = subjects.PERSIST_CONSUMER
 
     def __init__(self, nc: NatsClient) -> None:
+        self._nc = nc
         self._js = nc.jetstream()
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._pull: PullRequests | None = None
 
     async def bind(self) -> None:
         await self.close()
@@ -103,22 +114,19 @@ class JetStreamPersistStream:
                 await self._js.consumer_info(subjects.MESSAGES_STREAM, subjects.PERSIST_CONSUMER)
             except NotFoundError:
                 await self._js.add_consumer(subjects.MESSAGES_STREAM, _consumer_config())
-            self._sub = await self._js.pull_subscribe_bind(
-                subjects.PERSIST_CONSUMER, stream=subjects.MESSAGES_STREAM
+            self._pull = await PullRequests.open(
+                self._nc, subjects.MESSAGES_STREAM, subjects.PERSIST_CONSUMER
             )
 
     async def fetch(self, max_messages: int, timeout_s: float) -> Sequence[JetStreamDelivery]:
-        if self._sub is None:
+        if self._pull is None:
             raise RuntimeError("fetch before bind")
         with unavailable("persist fetch failed"):
-            try:
-                batch = await self._sub.fetch(max_messages, timeout=timeout_s)
-            except TimeoutError:
-                return []  # nothing new within the timeout: not a failure
+            batch = await self._pull.fetch(max_messages, timeout_s)
         return self.deliveries(batch)
 
     def deliveries(self, batch: Sequence[Msg]) -> list[JetStreamDelivery]:
-        return [JetStreamDelivery(self._js, msg) for msg in batch]
+        return [JetStreamDelivery(self._js, self._nc, msg) for msg in batch]
 
     async def pending(self) -> ConsumerLag:
         with unavailable("consumer info unavailable"):
@@ -126,8 +134,7 @@ class JetStreamPersistStream:
         return ConsumerLag(info.num_pending or 0, info.num_ack_pending or 0)
 
     async def close(self) -> None:
-        sub, self._sub = self._sub, None
-        if sub is not None:
-            # A live pull subscription makes drain() hang: unsubscribe it first.
+        pull, self._pull = self._pull, None
+        if pull is not None:
             with contextlib.suppress(*NATS_ERRORS):
-                await sub.unsubscribe()
+                await pull.close()

@@ -20,16 +20,42 @@ _COLUMNS = (
     "m.thread_id, m.also_to_channel, m.edited_at, m.deleted_at, m.reply_count, m.last_reply_at, "
     "m.pinned_at, m.edit_mark, m.pin_mark"
 )
-# $5 NULL: the channel's listing (roots and plain messages, replies sent to the channel too);
-# else one thread's replies. Both by keyset on the id (messages_channel_id_idx, messages_thread_idx).
-_PAGE = (
-    f"SELECT {_COLUMNS} FROM messages m "  # noqa: S608 (a constant, see _COLUMNS)
-    "WHERE ($2::bigint IS NULL OR m.id < $2) AND ($3::bigint IS NULL OR m.id > $3) AND ("
-    "  ($5::bigint IS NULL AND m.channel_id = $1 AND (m.thread_id IS NULL OR m.also_to_channel))"
-    "  OR (m.thread_id = $5 AND m.channel_id = $1)) "
-)
-_PAGE_FORWARD = _PAGE + "ORDER BY m.id ASC LIMIT $4"
-_PAGE_BACKWARD = _PAGE + "ORDER BY m.id DESC LIMIT $4"
+
+
+def _page_query(*, thread: bool, before: bool, after: bool, forward: bool) -> str:
+    """A history page by keyset on the id, one statement per shape: with ``id < $n OR $n IS NULL``
+    in one statement for all, PostgreSQL's generic plan cannot bound the index range by the
+    cursor and walks the channel's index from its end, skipping everything newer than the page
+    (measured: milliseconds per page deep in a 10M-message channel). $1 is the channel, $2 the
+    limit, then the thread, ``before`` and ``after`` as present."""
+    conditions = ["m.channel_id = $1"]
+    args = 2
+    if thread:
+        args += 1
+        conditions.append(f"m.thread_id = ${args}")
+    else:
+        conditions.append("(m.thread_id IS NULL OR m.also_to_channel)")
+    if before:
+        args += 1
+        conditions.append(f"m.id < ${args}")
+    if after:
+        args += 1
+        conditions.append(f"m.id > ${args}")
+    where = " AND ".join(conditions)
+    order = "ASC" if forward else "DESC"
+    return f"SELECT {_COLUMNS} FROM messages m WHERE {where} ORDER BY m.id {order} LIMIT $2"  # noqa: S608
+
+
+# Every shape, built once from the constants above: the listing uses messages_channel_id_idx,
+# a thread messages_thread_idx.
+_PAGES = {
+    (thread, before, after, forward): _page_query(thread=thread, before=before, after=after, forward=forward)
+    for thread in (False, True)
+    for before in (False, True)
+    for after in (False, True)
+    for forward in (False, True)
+}
+
 _BY_IDS = f"SELECT {_COLUMNS} FROM messages m WHERE m.id = ANY($1::bigint[])"  # noqa: S608
 _PINNED = (
     f"SELECT {_COLUMNS} FROM messages m WHERE m.channel_id = $1 AND m.pinned_at IS NOT NULL "  # noqa: S608
@@ -89,9 +115,9 @@ class MessageHistory:
         thread_id: int | None = None,
     ) -> list[StoredMessage]:
         forward = after is not None and before is None
-        rows = await self._c.fetch(
-            _PAGE_FORWARD if forward else _PAGE_BACKWARD, channel_id, before, after, limit, thread_id
-        )
+        query = _PAGES[(thread_id is not None, before is not None, after is not None, forward)]
+        args = [value for value in (thread_id, before, after) if value is not None]
+        rows = await self._c.fetch(query, channel_id, limit, *args)
         return await self._with_reactions(rows, viewer)
 
     async def by_ids(self, ids: Sequence[int], *, viewer: str) -> dict[int, StoredMessage]:
