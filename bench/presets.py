@@ -19,7 +19,7 @@ class Scenario:
     rates: tuple[float, ...]  # offered messages/s (all senders together), one step each
     senders: int = 2
     duration_s: float = 10.0
-    gateways: int = 1  # receivers split over gateways; senders always on the first
+    gateways: int = 1  # receivers and senders split over gateways (round robin)
     sockets_per_user: int = 10  # presence goes to every socket of a tenant: fewer users, smaller storms
     idle_levels: tuple[int, ...] = ()  # idle: socket counts to ramp to
     idle_hold_s: float = 10.0

@@ -127,7 +127,9 @@ class Runner:
         for s, user in enumerate(layout.sender_users):
             mine = [c for c in range(sc.rooms) if c % sc.senders == s] or [s % sc.rooms]
             senders.append(
-                SenderConnSpec(self._socket_url(target, 0, layout.tenant.tokens[user]), user, mine)
+                SenderConnSpec(
+                    self._socket_url(target, s % sc.gateways, layout.tenant.tokens[user]), user, mine
+                )
             )
         sender = SenderSpec(target, targets, layout.channels, senders, self.body_bytes, sc.mix)
         return [ReceiverSpec(target, socks) for socks in per_proc], sender
