@@ -6,7 +6,7 @@ import enum
 import hashlib
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 MAX_BODY_CHARS = 4000
@@ -179,10 +179,11 @@ class NewMessage:
     # with @here/@channel, where the sender may use them, every member of the channel.
     mentions: tuple[str, ...] = ()
     mentions_channel: bool = False
+    # Computed once: the rate limiter and the log both need it (a sha256 and a UUID's text).
+    dedupe_key: str | None = field(init=False, repr=False, compare=False)
 
-    @property
-    def dedupe_key(self) -> str | None:
-        return dedupe_key(self.channel_id, self.sender_id, self.nonce)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dedupe_key", dedupe_key(self.channel_id, self.sender_id, self.nonce))
 
     def stored_as(self, message_id: int) -> Message:
         """The message once the log gave it its id."""
