@@ -5,6 +5,7 @@ in ``persist_sink``."""
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 
 import asyncpg
@@ -21,27 +22,12 @@ _COLUMNS = (
 )
 
 
-def _with_reactions(query: str, viewer: str, order: str = "") -> str:
-    """``query``'s messages with their reactions in the same statement (one round trip, not two):
-    each emoji once, in emoji order (by code point, as ``core.timeline`` folds them), its count and
-    whether ``viewer`` (a parameter) is among the reactors."""
-    return (
-        f"SELECT m.*, r.emoji, r.counts, r.mine FROM ({query}) m LEFT JOIN LATERAL ("  # noqa: S608
-        '  SELECT array_agg(x.emoji ORDER BY x.emoji COLLATE "C") AS emoji,'
-        '         array_agg(x.n ORDER BY x.emoji COLLATE "C") AS counts,'
-        '         array_agg(x.me ORDER BY x.emoji COLLATE "C") AS mine'
-        f"  FROM (SELECT emoji, count(*) AS n, bool_or(user_id = {viewer}) AS me FROM message_reactions"
-        "        WHERE message_id = m.id AND added GROUP BY emoji) x"
-        f") r ON true {order}"
-    )
-
-
 def _page_query(*, thread: bool, before: bool, after: bool, forward: bool) -> str:
     """A history page by keyset on the id, one statement per shape: with ``id < $n OR $n IS NULL``
     in one statement for all, PostgreSQL's generic plan cannot bound the index range by the
     cursor and walks the channel's index from its end, skipping everything newer than the page
     (measured: milliseconds per page deep in a 10M-message channel). $1 is the channel, $2 the
-    limit, then the thread, ``before`` and ``after`` as present, then the viewer."""
+    limit, then the thread, ``before`` and ``after`` as present."""
     conditions = ["m.channel_id = $1"]
     args = 2
     if thread:
@@ -56,9 +42,8 @@ def _page_query(*, thread: bool, before: bool, after: bool, forward: bool) -> st
         args += 1
         conditions.append(f"m.id > ${args}")
     where = " AND ".join(conditions)
-    order = f"ORDER BY m.id {'ASC' if forward else 'DESC'}"
-    page = f"SELECT {_COLUMNS} FROM messages m WHERE {where} {order} LIMIT $2"  # noqa: S608
-    return _with_reactions(page, f"${args + 1}", order)
+    order = "ASC" if forward else "DESC"
+    return f"SELECT {_COLUMNS} FROM messages m WHERE {where} ORDER BY m.id {order} LIMIT $2"  # noqa: S608
 
 
 # Every shape, built once from the constants above: the listing uses messages_channel_id_idx,
@@ -71,12 +56,17 @@ _PAGES = {
     for forward in (False, True)
 }
 
-_BY_IDS = _with_reactions(f"SELECT {_COLUMNS} FROM messages m WHERE m.id = ANY($1::bigint[])", "$2")  # noqa: S608
-_PINNED = _with_reactions(
-    f"SELECT {_COLUMNS} FROM messages m WHERE m.channel_id = $1 AND m.pinned_at IS NOT NULL",  # noqa: S608
-    "$2",
-    "ORDER BY m.pin_mark DESC",
+_BY_IDS = f"SELECT {_COLUMNS} FROM messages m WHERE m.id = ANY($1::bigint[])"  # noqa: S608
+_PINNED = (
+    f"SELECT {_COLUMNS} FROM messages m WHERE m.channel_id = $1 AND m.pinned_at IS NOT NULL "  # noqa: S608
+    "ORDER BY m.pin_mark DESC"
 )
+# Each emoji once per message, in emoji order (by code point, as ``core.timeline`` folds them).
+_REACTIONS = """
+SELECT message_id, emoji, count(*) AS n, bool_or(user_id = $2) AS me
+FROM message_reactions WHERE message_id = ANY($1::bigint[]) AND added
+GROUP BY message_id, emoji ORDER BY message_id, emoji COLLATE "C"
+"""
 _MARKS = """
 SELECT r.message_id, r.emoji, r.user_id, r.added, r.change_id
 FROM message_reactions r
@@ -85,12 +75,8 @@ JOIN unnest($1::bigint[], $2::text[], $3::text[]) AS k(message_id, emoji, user_i
 """
 
 
-def _stored(row: asyncpg.Record) -> StoredMessage:
+def _stored(row: asyncpg.Record, reactions: tuple[Reaction, ...]) -> StoredMessage:
     deleted = row["deleted_at"] is not None
-    emoji = row["emoji"]
-    reactions = (
-        tuple(map(Reaction, emoji, row["counts"], row["mine"])) if emoji is not None and not deleted else ()
-    )
     message = Message(
         id=row["id"],
         tenant_id=row["tenant_id"],
@@ -106,7 +92,7 @@ def _stored(row: asyncpg.Record) -> StoredMessage:
         deleted=deleted,
         reply_count=row["reply_count"],
         last_reply_at=row["last_reply_at"],
-        reactions=reactions,
+        reactions=() if deleted else reactions,
         pinned=row["pinned_at"] is not None,
     )
     return StoredMessage(message, edit_mark=row["edit_mark"], pin_mark=row["pin_mark"])
@@ -131,16 +117,17 @@ class MessageHistory:
         forward = after is not None and before is None
         query = _PAGES[(thread_id is not None, before is not None, after is not None, forward)]
         args = [value for value in (thread_id, before, after) if value is not None]
-        rows = await self._c.fetch(query, channel_id, limit, *args, viewer)
-        return [_stored(row) for row in rows]
+        rows = await self._c.fetch(query, channel_id, limit, *args)
+        return await self._with_reactions(rows, viewer)
 
     async def by_ids(self, ids: Sequence[int], *, viewer: str) -> dict[int, StoredMessage]:
         if not ids:
             return {}
-        return {row["id"]: _stored(row) for row in await self._c.fetch(_BY_IDS, list(ids), viewer)}
+        rows = await self._c.fetch(_BY_IDS, list(ids))
+        return {s.message.id: s for s in await self._with_reactions(rows, viewer)}
 
     async def pinned(self, channel_id: uuid.UUID, *, viewer: str) -> list[StoredMessage]:
-        return [_stored(row) for row in await self._c.fetch(_PINNED, channel_id, viewer)]
+        return await self._with_reactions(await self._c.fetch(_PINNED, channel_id), viewer)
 
     async def reaction_marks(self, keys: Sequence[ReactionKey]) -> dict[ReactionKey, ReactionMark]:
         if not keys:
@@ -151,6 +138,14 @@ class MessageHistory:
             (r["message_id"], r["emoji"], r["user_id"]): ReactionMark(r["added"], r["change_id"])
             for r in rows
         }
+
+    async def _with_reactions(self, rows: list[asyncpg.Record], viewer: str) -> list[StoredMessage]:
+        if not rows:
+            return []
+        reactions: defaultdict[int, list[Reaction]] = defaultdict(list)
+        for r in await self._c.fetch(_REACTIONS, [row["id"] for row in rows], viewer):
+            reactions[r["message_id"]].append(Reaction(r["emoji"], r["n"], r["me"]))
+        return [_stored(row, tuple(reactions.get(row["id"], ()))) for row in rows]
 
 
 async def delete_channel_messages(conn: Conn, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> None:
