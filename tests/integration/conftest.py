@@ -165,3 +165,12 @@ def self_service_settings(service_env: dict[str, str]) -> Settings:
 async def self_service_api(self_service_settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
     async with gateway_client(self_service_settings) as client:
         yield client
+
+
+@pytest.fixture
+async def nc(stack_urls: StackUrls) -> AsyncIterator[nats.NATS]:
+    """A plain NATS connection to the test stack (adapter tests against a real nats-server)."""
+    assert stack_urls.nats_url
+    client = await nats.connect(stack_urls.nats_url)
+    yield client
+    await client.close()

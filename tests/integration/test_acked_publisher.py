@@ -6,21 +6,11 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
-import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 
 from echonats.adapters.nats.acks import AckedPublisher
-from echonats.devstack.stack import StackUrls
 from echonats.model.errors import Unavailable
-
-
-@pytest.fixture
-async def nc(stack_urls: StackUrls) -> AsyncIterator[NatsClient]:
-    assert stack_urls.nats_url
-    client = await nats.connect(stack_urls.nats_url)
-    yield client
-    await client.close()
 
 
 @pytest.fixture

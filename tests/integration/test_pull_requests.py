@@ -6,25 +6,15 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
-import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import api
 
 from echonats.adapters.nats.pull import PullRequests
-from echonats.devstack.stack import StackUrls
 from echonats.model.errors import Unavailable
 
 # A bound that only a fetch waiting for a full batch (instead of returning what is there) reaches.
 LONGER_THAN_ANY_ANSWER_S = 10
-
-
-@pytest.fixture
-async def nc(stack_urls: StackUrls) -> AsyncIterator[NatsClient]:
-    assert stack_urls.nats_url
-    client = await nats.connect(stack_urls.nats_url)
-    yield client
-    await client.close()
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ import collections
 import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from echonats.adapters.nats.errors import unavailable
+from echonats.adapters.nats.inbox import SharedInbox
 from echonats.core.ports import Appended
 from echonats.model.errors import Unavailable
 
@@ -51,10 +51,7 @@ class AckedPublisher:
         self._nc = nc
         self._stream = stream
         self._timeout_s = timeout_s
-        self._prefix = ""
-        self._subscription: Subscription | None = None
-        self._starting: asyncio.Lock | None = None
-        self._counter = 0
+        self._inbox = SharedInbox(nc, self._answered)
         self._pending: dict[str, asyncio.Future[Appended]] = {}
         self._deadlines: collections.deque[tuple[float, str]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -64,17 +61,15 @@ class AckedPublisher:
     ) -> asyncio.Future[Appended]:
         """Publish now (in the client's outgoing buffer when this returns, so consecutive calls
         reach the stream in call order); the future resolves with the acknowledgement."""
-        if self._subscription is None:
-            await self._subscribe()
-        self._counter += 1
-        token = str(self._counter)
+        with unavailable("not stored: JetStream unreachable"):
+            token, reply = await self._inbox.next_reply()
         loop = asyncio.get_running_loop()
         appended: asyncio.Future[Appended] = loop.create_future()
         appended.add_done_callback(_retrieved)
         self._pending[token] = appended
         try:
             with unavailable("not stored: JetStream unreachable"):
-                await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+                await self._nc.publish(subject, payload, reply=reply, headers=headers)
         except BaseException:
             del self._pending[token]
             appended.cancel()
@@ -85,18 +80,8 @@ class AckedPublisher:
             self._timer = loop.call_at(self._deadlines[0][0], self._expire)
         return appended
 
-    async def _subscribe(self) -> None:
-        if self._starting is None:
-            self._starting = asyncio.Lock()
-        async with self._starting:
-            if self._subscription is None:
-                prefix = self._nc.new_inbox() + "."
-                with unavailable("not stored: JetStream unreachable"):
-                    self._subscription = await self._nc.subscribe(prefix + "*", cb=self._answered)
-                self._prefix = prefix
-
     async def _answered(self, msg: Msg) -> None:
-        appended = self._pending.pop(msg.subject[len(self._prefix) :], None)
+        appended = self._pending.pop(self._inbox.token_of(msg), None)
         deadlines, pending = self._deadlines, self._pending
         while deadlines and deadlines[0][1] not in pending:  # answered ones need no deadline
             deadlines.popleft()

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from echonats.adapters.nats import subjects
 from echonats.adapters.nats.errors import unavailable
+from echonats.adapters.nats.inbox import SharedInbox
 from echonats.adapters.nats.streams import PUBLISH_TIMEOUT_S
 from echonats.model.errors import Unavailable
 
@@ -44,10 +44,7 @@ class DirectReader:
 
     def __init__(self, nc: NatsClient) -> None:
         self._nc = nc
-        self._prefix = ""
-        self._subscription: Subscription | None = None
-        self._starting: asyncio.Lock | None = None
-        self._counter = 0
+        self._inbox = SharedInbox(nc, self._arrived)
         self._open: dict[str, _Collected] = {}
 
     async def batch(self, stream: str, subject: str, start: int, count: int) -> tuple[list[Stored], bool]:
@@ -56,17 +53,14 @@ class DirectReader:
         # Subscribing and publishing are NATS calls too: a closed connection must come out as
         # Unavailable here, like a failed read, since callers (the hub's gap repair) catch only that.
         with unavailable("JetStream"):
-            if self._subscription is None:
-                await self._subscribe()
-            self._counter += 1
-            token = str(self._counter)
+            token, reply = await self._inbox.next_reply()
             collected = self._open[token] = _Collected(asyncio.get_running_loop().create_future())
             try:
                 request = {"seq": start, "next_by_subj": subject, "batch": count}
                 await self._nc.publish(
                     subjects.direct_get_subject(stream),
                     json.dumps(request).encode(),
-                    reply=self._prefix + token,
+                    reply=reply,
                 )
                 try:
                     await asyncio.wait_for(collected.done, PUBLISH_TIMEOUT_S)
@@ -76,17 +70,8 @@ class DirectReader:
                 del self._open[token]
         return collected.records, collected.more
 
-    async def _subscribe(self) -> None:
-        if self._starting is None:
-            self._starting = asyncio.Lock()
-        async with self._starting:
-            if self._subscription is None:
-                prefix = self._nc.new_inbox() + "."
-                self._subscription = await self._nc.subscribe(prefix + "*", cb=self._arrived)
-                self._prefix = prefix
-
     async def _arrived(self, reply: Msg) -> None:
-        collected = self._open.get(reply.subject[len(self._prefix) :])
+        collected = self._open.get(self._inbox.token_of(reply))
         if collected is None or collected.done.done():
             return  # a request that timed out or failed
         headers = reply.headers or {}
