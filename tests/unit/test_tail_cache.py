@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
+from echonats.adapters.nats import message_log
 from echonats.adapters.nats.tails import TailCache
 from echonats.model import Entry, Message
 
@@ -48,3 +51,34 @@ def test_the_least_recently_read_channels_go_first() -> None:
     cache.update(other, 5, entries(4, 5))  # 5 entries in all: the first channel is dropped
     assert cache.known(CHANNEL, floor=0) == ([], 1)
     assert ids(cache.known(other, floor=0)[0]) == [4, 5]
+
+
+class _ConsumerInfo:
+    def __init__(self, floor: int) -> None:
+        self.ack_floor = type("AckFloor", (), {"stream_seq": floor})()
+
+
+class _FloorsJetStream:
+    """consumer_info answers the floors given, one per call."""
+
+    def __init__(self, *floors: int) -> None:
+        self.floors = list(floors)
+
+    async def consumer_info(self, *_: object, **__: object) -> _ConsumerInfo:
+        return _ConsumerInfo(self.floors.pop(0))
+
+
+async def test_a_falling_floor_makes_the_log_forget_what_it_read_of_the_tails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(message_log, "FLOOR_REUSE_S", 0.0)
+    log = message_log.JetStreamMessageLog.__new__(message_log.JetStreamMessageLog)
+    log._js = _FloorsJetStream(10, 12, 3)
+    log._tails = TailCache()
+    log._last_floor, log._floor_read_at = None, 0.0
+    assert await log.persisted_floor() == 10
+    log._tails.update(CHANNEL, 20, entries(15, 20))
+    assert await log.persisted_floor() == 12  # a rising floor keeps what was read
+    assert ids(log._tails.known(CHANNEL, floor=12)[0]) == [15, 20]
+    assert await log.persisted_floor() == 3  # the consumer (and the stream) made anew
+    assert log._tails.known(CHANNEL, floor=3) == ([], 4)

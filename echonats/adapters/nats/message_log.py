@@ -108,13 +108,18 @@ class JetStreamMessageLog:
                 subjects.MESSAGES_STREAM, subjects.PERSIST_CONSUMER, timeout=FLOOR_TIMEOUT_S
             )
         except NotFoundError:
-            return 0
+            floor = 0
         except NATS_ERRORS as exc:
             log.warning("persist consumer info unavailable (%r); using floor %s", exc, self._last_floor or 0)
             return self._last_floor or 0
-        self._last_floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
-        self._floor_read_at = read_at
-        return self._last_floor
+        else:
+            floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+        if self._last_floor is not None and floor < self._last_floor:
+            # The floor only falls when the consumer (and likely the stream) was created anew: ids
+            # may then be given again, so what was read of the old tails is not the stream's now.
+            self._tails.clear()
+        self._last_floor, self._floor_read_at = floor, read_at
+        return floor
 
     async def tail(
         self, tenant_id: uuid.UUID, channel_id: uuid.UUID, *, above: int | None = None

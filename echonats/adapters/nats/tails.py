@@ -8,7 +8,8 @@ Entries are immutable and the stream is append-only, so the entries read last ti
 right: the next read asks only for ids above what was read, and drops what the floor passed.
 Bounded (channels and entries, least recently read first out); an entry removed from the stream
 (a purged channel, an aged-out message) is below the floor long before, or its channel is gone
-and no longer readable.
+and no longer readable. A stream created anew (ids may be given again) shows as a falling persist
+floor: the message log then forgets every tail.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ class TailCache:
         while self._tails and (len(self._tails) > self._max_channels or self._entries > self._max_entries):
             oldest = next(iter(self._tails))
             self._entries -= len(self._tails.pop(oldest).entries)
+
+    def clear(self) -> None:
+        self._tails.clear()
+        self._entries = 0
 
 
 def _above(entries: list[Entry], floor: int) -> list[Entry]:
